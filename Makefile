@@ -1,0 +1,36 @@
+# Two commands: `make demo` runs the main job end to end, `make test` passes the tests.
+# Both bootstrap what they need (Debian packages, venv, pinned deps) and are quick when done.
+VENV ?= .venv
+export VENV
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/callaffect
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench lock clean
+
+setup:
+	@bash infra/local/bootstrap.sh
+
+demo: setup
+	@$(CLI) demo
+
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+# Unit tests only (no S3 endpoint, Ray, Airflow or end-to-end runs).
+test-fast: setup
+	@$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+bench: setup
+	@$(PY) bench/bench_analyze.py
+
+# Re-resolve requirements.in into exact pins (needs the registries; commit the result).
+lock:
+	@rm -rf .lock-venv && python3 -m venv .lock-venv && .lock-venv/bin/pip install -q -U pip && \
+	  .lock-venv/bin/pip install -q -r requirements.in && \
+	  { echo "# Exact pins for every Python dependency, resolved from requirements.in by 'make lock'."; \
+	    echo "# CPU profile (onnxruntime). GPU images swap in onnxruntime-gpu: see docker/ray-gpu.Dockerfile."; \
+	    .lock-venv/bin/pip freeze --all --exclude-editable | grep -vE "^(pip|wheel)=="; } > requirements.lock && rm -rf .lock-venv
+
+clean:
+	rm -rf data/ .pytest_cache

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Idempotent set-up: Debian packages, a venv with the pinned Python deps, the project itself.
+# Quick when nothing changed: each step checks before it acts.
+#   VENV   where the venv lives (default .venv)
+#   PYTHON the interpreter to build it with (default python3)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+LOCK=requirements.lock
+
+# --- Debian packages: ffmpeg (decode), espeak-ng + MBROLA voices (synthetic calls), sox ------
+APT_PACKAGES="ffmpeg espeak-ng sox mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1"
+missing=""
+for p in $APT_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "[setup] installing Debian packages:$missing"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  # MBROLA lives in contrib/non-free, which the default sources do not list.
+  if ! grep -rqs "non-free" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    $SUDO tee /etc/apt/sources.list.d/callaffect-nonfree.sources >/dev/null <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: contrib non-free
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# --- Python venv with exact pins -------------------------------------------------------------
+lock_hash=$(sha256sum "$LOCK" | cut -c1-16)
+stamp="$VENV/.callaffect-lock-$lock_hash"
+if [ ! -f "$stamp" ]; then
+  echo "[setup] building venv $VENV from $LOCK ($lock_hash); first time takes a few minutes"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -U pip wheel
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$LOCK"
+  rm -f "$VENV"/.callaffect-lock-*
+  touch "$stamp"
+fi
+
+# --- the project itself, editable, pointing at this checkout ---------------------------------
+here=$(pwd)
+venv_abs=$(cd "$VENV" && pwd)
+# Run from / so the checkout's own pipeline/ folder cannot answer for the installed one.
+installed=$(cd / && "$venv_abs/bin/python" -c 'import pipeline, os; print(os.path.dirname(os.path.dirname(os.path.abspath(pipeline.__file__))))' 2>/dev/null || true)
+if [ "$installed" != "$here" ] || [ ! -x "$VENV/bin/callaffect" ]; then
+  echo "[setup] installing callaffect (editable) from $here"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+fi
+echo "[setup] ready: $VENV/bin/callaffect"

@@ -1,0 +1,292 @@
+"""analyze_call: one recording in, the call's tables, RTTM, WebVTT and manifest out.
+
+Stages run in order, each timed. Unusable input never raises: it returns a quarantined
+result with a one-line reason, so one bad call cannot sink a batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+from pyannote.core import Annotation
+
+from pipeline import __version__
+from pipeline.manifest import CallManifest
+from pipeline.media import MediaError, decode_audio
+from pipeline.schemas import SCHEMA_VERSION, to_table
+from pipeline.settings import Settings
+from pipeline.stages import (
+    attribution,
+    diarization,
+    flags,
+    fusion,
+    roles,
+    speech_activity,
+    text_affect,
+    transcription,
+    voice_affect,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CallResult:
+    manifest: CallManifest
+    tables: dict[str, pa.Table] = field(default_factory=dict)  # empty when quarantined
+    rttm: str = ""
+    vtt: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.manifest.status == "ok"
+
+
+@dataclass(frozen=True)
+class Consent:
+    """What the call's metadata allows. Absent keys default to allowed for audio, denied for video."""
+
+    text_affect: bool = True
+    voice_affect: bool = True
+    video: bool = False
+
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> "Consent":
+        given = metadata.get("consent") or {}
+        return cls(**{k: bool(given[k]) for k in ("text_affect", "voice_affect", "video") if k in given})
+
+
+class _Timer:
+    def __init__(self, progress: Callable[[str], None] | None):
+        self.seconds: dict[str, float] = {}
+        self._progress = progress
+
+    def run(self, stage: str, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.seconds[stage] = round(time.perf_counter() - t0, 3)
+        if self._progress:
+            self._progress(f"{stage}: {self.seconds[stage]:.1f} s")
+        return result
+
+
+def analyze_call(
+    media_path: str | Path,
+    call_id: str,
+    *,
+    settings: Settings,
+    call_date: str | None = None,
+    metadata: dict | None = None,
+    source_uri: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CallResult:
+    metadata = metadata or {}
+    call_date = call_date or metadata.get("call_date") or dt.date.today().isoformat()
+    manifest = CallManifest(
+        call_id=call_id,
+        status="ok",
+        source_uri=source_uri or str(media_path),
+        call_date=call_date,
+        pipeline_version=__version__,
+        schema_version=SCHEMA_VERSION,
+        settings_fingerprint=settings.fingerprint(),
+        created_at=_now().isoformat(),
+    )
+    timer = _Timer(progress)
+    try:
+        audio = timer.run("decode", decode_audio, media_path, sample_rate=settings.audio.sample_rate,
+                          min_duration_s=settings.audio.min_duration_s, max_duration_s=settings.audio.max_duration_s)
+    except MediaError as exc:
+        return _quarantine(manifest, str(exc), timer)
+    except FileNotFoundError:
+        return _quarantine(manifest, "input file not found", timer)
+    manifest.sha256 = audio.info.sha256
+    manifest.duration_s = round(audio.duration_s, 3)
+
+    speech = timer.run("speech_activity", speech_activity.detect_speech, audio.samples, audio.sample_rate, settings.vad)
+    if speech.duration() < settings.audio.min_duration_s:
+        return _quarantine(manifest, f"no speech detected in {audio.duration_s:.1f} s of audio", timer)
+
+    hints = diarization.SpeakerHints(
+        min_speakers=int(metadata.get("min_speakers", 1)), max_speakers=metadata.get("max_speakers")
+    )
+    turns = timer.run("diarization", diarization.diarize, audio.samples, audio.sample_rate, speech, settings.diarization, hints)
+    words = timer.run("transcription", transcription.transcribe, audio.samples, audio.sample_rate, speech, settings.transcription)
+    utterances = timer.run("attribution", attribution.build_utterances, words, turns)
+    role_map = timer.run("roles", roles.assign_roles, turns, utterances, metadata)
+
+    consent = Consent.from_metadata(metadata)
+    text_scores = timer.run("text_affect", text_affect.score_utterances, utterances) if consent.text_affect else []
+    windows = fusion.speaker_windows(turns, settings.affect)
+    if consent.voice_affect:
+        frames = timer.run("voice_features", voice_affect.extract_frames, audio.samples, audio.sample_rate)
+        voice_scores = timer.run("voice_affect", voice_affect.score_windows, frames, turns, windows)
+    else:
+        voice_scores = [voice_affect.VoiceArousal(None, 0.0)] * len(windows)
+    affect = timer.run("fusion", fusion.fuse, windows, utterances, text_scores, voice_scores, settings.affect)
+    customers = {s for s, r in role_map.roles.items() if r == roles.CUSTOMER}
+    call_flags = timer.run("flags", flags.frustration_flags, affect, customers, utterances, settings.flags, call_id)
+
+    versions = _versions(settings)
+    manifest.versions = versions
+    manifest.stage_seconds = timer.seconds
+    tables = _tables(
+        call_id, call_date, manifest, audio, speech.duration(), turns, utterances, text_scores,
+        affect, call_flags, role_map, consent, timer.seconds, versions,
+    )
+    manifest.tables = {name: t.num_rows for name, t in tables.items()}
+    return CallResult(
+        manifest=manifest, tables=tables, rttm=to_rttm(turns, call_id), vtt=to_webvtt(utterances, role_map.roles)
+    )
+
+
+def _quarantine(manifest: CallManifest, reason: str, timer: _Timer) -> CallResult:
+    log.warning("call %s quarantined: %s", manifest.call_id, reason)
+    manifest.status = "quarantined"
+    manifest.reason = reason
+    manifest.stage_seconds = timer.seconds
+    return CallResult(manifest=manifest)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _versions(settings: Settings) -> dict[str, str]:
+    return {
+        "speech_activity": speech_activity.model_version(),
+        "diarization": diarization.model_version(),
+        "transcription": transcription.model_version(settings.transcription),
+        "text_affect": text_affect.model_version(),
+        "voice_affect": voice_affect.model_version(),
+        "flags": flags.RULE_VERSION,
+    }
+
+
+_STAGE_BACKENDS = {
+    "decode": ("pyav", None),
+    "speech_activity": (speech_activity.BACKEND, "speech_activity"),
+    "diarization": (diarization.BACKEND, "diarization"),
+    "transcription": (transcription.BACKEND, "transcription"),
+    "text_affect": (text_affect.BACKEND, "text_affect"),
+    "voice_features": (voice_affect.BACKEND, "voice_affect"),
+    "voice_affect": (voice_affect.BACKEND, "voice_affect"),
+    "flags": ("rules", "flags"),
+}
+
+
+def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, utterances, text_scores,
+            affect, call_flags, role_map, consent, seconds, versions) -> dict[str, pa.Table]:
+    role_of = role_map.roles.get
+    now = _now()
+    text_by_id = {t.utterance_id: t.valence for t in text_scores}
+    calls = [{
+        "call_id": call_id,
+        "call_date": dt.date.fromisoformat(call_date),
+        "source_uri": manifest.source_uri,
+        "sha256": audio.info.sha256,
+        "duration_s": round(audio.duration_s, 3),
+        "source_sample_rate": audio.info.source_sample_rate,
+        "source_channels": audio.info.source_channels,
+        "has_video": audio.info.has_video,
+        "speech_s": round(speech_s, 3),
+        "num_speakers": len(turns.labels()),
+        "language": "en",
+        "processed_at": now,
+        "pipeline_version": manifest.pipeline_version,
+        "settings_fingerprint": manifest.settings_fingerprint,
+    }]
+    speaker_turns = [
+        {"call_id": call_id, "speaker": label, "role": role_of(label), "start_s": round(seg.start, 3), "end_s": round(seg.end, 3)}
+        for seg, _, label in sorted(turns.itertracks(yield_label=True), key=lambda t: (t[0].start, t[2]))
+    ]
+    utterance_rows = [
+        {
+            "call_id": call_id, "utterance_id": u.utterance_id, "speaker": u.speaker,
+            "role": role_of(u.speaker, "other"), "start_s": round(u.start, 3), "end_s": round(u.end, 3),
+            "text": u.text, "n_words": len(u.words), "asr_confidence": round(u.asr_confidence, 4),
+            "text_valence": text_by_id.get(u.utterance_id),
+        }
+        for u in utterances
+    ]
+    affect_rows = [
+        {
+            "call_id": call_id, "speaker": w.speaker, "role": role_of(w.speaker), "start_s": w.start, "end_s": w.end,
+            "valence": w.valence, "arousal": w.arousal, "confidence": w.confidence, "text_valence": w.text_valence,
+            "voice_valence": w.voice_valence, "voice_arousal": w.voice_arousal, "modalities": ",".join(w.modalities),
+        }
+        for w in affect
+    ]
+    flag_rows = [
+        {
+            "call_id": call_id, "flag_id": f.flag_id, "flag_type": flags.FLAG_TYPE, "speaker": f.speaker,
+            "role": role_of(f.speaker), "start_s": round(f.start, 3), "end_s": round(f.end, 3), "score": f.score,
+            "confidence": f.confidence, "mean_valence": f.mean_valence, "mean_arousal": f.mean_arousal,
+            "evidence": f.evidence, "rule_version": flags.RULE_VERSION,
+        }
+        for f in call_flags
+    ]
+    duration = max(audio.duration_s, 1e-6)
+    metrics = [
+        {
+            "call_id": call_id, "stage": stage, "seconds": secs, "real_time_factor": round(secs / duration, 5),
+            "device": "cpu", "backend": _STAGE_BACKENDS.get(stage, ("python", None))[0],
+            "model_version": versions.get(_STAGE_BACKENDS.get(stage, (None, None))[1] or "", None),
+        }
+        for stage, secs in seconds.items()
+    ]
+    audit = []
+    for speaker in sorted(turns.labels()):
+        for inference, allowed, model in (
+            ("text_valence", consent.text_affect, versions["text_affect"]),
+            ("voice_arousal", consent.voice_affect, versions["voice_affect"]),
+            ("face_expression", False, None),
+        ):
+            basis = f"consent.{inference.split('_')[0] if inference != 'face_expression' else 'video'}"
+            if inference == "face_expression":
+                basis = "no video stream" if not audio.info.has_video else "vision stage not enabled"
+            audit.append({
+                "call_id": call_id, "inference": inference, "subject": speaker, "role": role_of(speaker),
+                "performed": bool(allowed), "basis": basis + ("" if inference == "face_expression" else f"={allowed}"),
+                "model": model if allowed else None, "recorded_at": now,
+            })
+    return {
+        "calls": to_table("calls", calls),
+        "speaker_turns": to_table("speaker_turns", speaker_turns),
+        "utterances": to_table("utterances", utterance_rows),
+        "speaker_affect": to_table("speaker_affect", affect_rows),
+        "qa_flags": to_table("qa_flags", flag_rows),
+        "stage_metrics": to_table("stage_metrics", metrics),
+        "audit": to_table("audit", audit),
+    }
+
+
+def to_rttm(turns: Annotation, uri: str) -> str:
+    lines = [
+        f"SPEAKER {uri} 1 {seg.start:.3f} {seg.duration:.3f} <NA> <NA> {label} <NA> <NA>"
+        for seg, _, label in sorted(turns.itertracks(yield_label=True), key=lambda t: t[0].start)
+    ]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _vtt_time(seconds: float) -> str:
+    ms = int(round(seconds * 1000))
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+
+
+def to_webvtt(utterances: list[attribution.Utterance], role_of: dict[str, str]) -> str:
+    cues = ["WEBVTT", ""]
+    for u in utterances:
+        role = role_of.get(u.speaker)
+        voice = f"{u.speaker} ({role})" if role else u.speaker
+        cues += [str(u.utterance_id + 1), f"{_vtt_time(u.start)} --> {_vtt_time(u.end)}", f"<v {voice}>{u.text}", ""]
+    return "\n".join(cues)

@@ -1,0 +1,176 @@
+"""The `callaffect` command line. Other tools call `callaffect analyze`: keep its contract stable.
+
+    callaffect analyze MEDIA --out DIR [--call-id ID] [--metadata FILE] [--config FILE]
+        exit 0: analysed; exit 2: unusable input (one-line reason on stderr, manifest still
+        written with status "quarantined").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_ERROR, EXIT_QUARANTINED = 0, 1, 2
+
+
+def _settings(args):
+    from pipeline.settings import load_settings
+
+    return load_settings(getattr(args, "config", None))
+
+
+def _progress(message: str) -> None:
+    print(f"[callaffect {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def cmd_analyze(args) -> int:
+    from pipeline.analyze import analyze_call
+    from pipeline.outputs import write_local
+
+    settings = _settings(args)
+    metadata = json.loads(Path(args.metadata).read_text()) if args.metadata else {}
+    media = args.media
+    with tempfile.TemporaryDirectory(prefix="callaffect-") as tmp:
+        local = Path(media)
+        if media.startswith("s3://"):
+            from pipeline.storage import download_to, parse_s3_uri, s3_client
+
+            bucket, key = parse_s3_uri(media)
+            local = Path(tmp) / Path(key).name
+            _progress(f"downloading {media}")
+            download_to(s3_client(settings.s3), bucket, key, local)
+        call_id = args.call_id or metadata.get("call_id") or local.stem
+        _progress(f"analysing {media} as call {call_id}")
+        result = analyze_call(local, call_id, settings=settings, metadata=metadata, source_uri=media, progress=_progress)
+    manifest_path = write_local(result, args.out)
+    if not result.ok:
+        print(f"callaffect: {call_id}: quarantined: {result.manifest.reason}", file=sys.stderr)
+        return EXIT_QUARANTINED
+    m = result.manifest
+    _progress(
+        f"done: {m.tables.get('speaker_turns', 0)} turns, {m.tables.get('utterances', 0)} utterances, "
+        f"{m.tables.get('qa_flags', 0)} flags; manifest {manifest_path}"
+    )
+    return EXIT_OK
+
+
+def cmd_batch(args) -> int:
+    from pipeline.batch import run_batch
+
+    report = run_batch(_settings(args), limit=args.limit)
+    print(json.dumps(_as_dict(report), indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_marts_build(args) -> int:
+    from pipeline.marts import build_marts
+
+    report = build_marts(_settings(args), out_path=args.out)
+    print(json.dumps(_as_dict(report), indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_quality_gate(args) -> int:
+    from pipeline.quality import gate_committed_calls
+
+    results = gate_committed_calls(_settings(args))
+    failed = [(call_id, r.failures) for call_id, r in results if not r.passed]
+    print(json.dumps({"checked": len(results), "failed": failed}, indent=2))
+    return EXIT_OK
+
+
+def cmd_retention(args) -> int:
+    from pipeline.retention import run_retention
+
+    print(json.dumps(_as_dict(run_retention(_settings(args))), indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_s3_serve(args) -> int:
+    from pipeline.s3server import serve_forever
+
+    serve_forever(args.port)
+    return EXIT_OK
+
+
+def cmd_synth(args) -> int:
+    from pipeline.synth import generate_demo_set
+
+    for call in generate_demo_set(Path(args.out), n_calls=args.n, seed=args.seed):
+        print(call.audio_path)
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(Path(args.workdir))
+
+
+def _as_dict(obj):
+    import dataclasses
+
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callaffect", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, fn, help_):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", help="TOML settings file (else $CALLAFFECT_CONFIG; env overrides)")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("analyze", cmd_analyze, "analyse one recording (local path or s3:// URI)")
+    p.add_argument("media")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--call-id")
+    p.add_argument("--metadata", help="call metadata JSON (roles, consent, speaker hints)")
+
+    p = add("batch", cmd_batch, "analyse every raw recording with no committed output, on Ray")
+    p.add_argument("--limit", type=int)
+
+    marts = sub.add_parser("marts", help="DuckDB marts").add_subparsers(dest="marts_command", required=True)
+    p = marts.add_parser("build", help="build the marts into a new DuckDB file and swap it in")
+    p.add_argument("--config")
+    p.add_argument("--out", help="DuckDB file (default: settings marts.duckdb_path)")
+    p.set_defaults(fn=cmd_marts_build)
+
+    add("quality-gate", cmd_quality_gate, "run the data-quality gate on newly committed calls")
+    add("retention", cmd_retention, "delete raw media of processed calls past the retention age")
+
+    s3 = sub.add_parser("s3", help="local S3 endpoint").add_subparsers(dest="s3_command", required=True)
+    p = s3.add_parser("serve", help="run moto's S3 server on 127.0.0.1 until stopped")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(fn=cmd_s3_serve)
+
+    p = add("synth", cmd_synth, "generate synthetic support calls with reference RTTM/STM")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("demo", cmd_demo, "run the nightly job end to end on the local stack with demo calls")
+    p.add_argument("--workdir", default="data/demo")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"callaffect: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The per-call manifest: what was analysed, how, and whether it is committed.
+
+A call's manifest is written last, after all its Parquet files: its presence is the commit.
+Status is ``ok`` (tables written and loadable) or ``quarantined`` (unusable input, a failed
+stage or a failed quality gate; ``reason`` says why and no table of the call is loaded).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+Status = Literal["ok", "quarantined"]
+
+
+@dataclass
+class CallManifest:
+    call_id: str
+    status: Status
+    reason: str | None = None
+    source_uri: str | None = None
+    sha256: str | None = None
+    call_date: str | None = None  # YYYY-MM-DD, the partition
+    duration_s: float | None = None
+    pipeline_version: str | None = None
+    schema_version: str | None = None
+    settings_fingerprint: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)  # model and library versions used
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    tables: dict[str, int] = field(default_factory=dict)  # table -> rows written
+    table_keys: dict[str, str] = field(default_factory=dict)  # table -> object key / path
+    quality: dict | None = None  # set by the quality gate
+    created_at: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "CallManifest":
+        data = json.loads(text)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})

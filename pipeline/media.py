@@ -1,0 +1,133 @@
+"""Probe and decode: any container FFmpeg reads -> 16 kHz float32 audio, or a clear MediaError.
+
+Decoding goes straight through the file once (PyAV), resampling on the fly, so odd rates
+(8 kHz telephone, 44.1/48 kHz) and multi-channel input all come out the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+class MediaError(Exception):
+    """The input cannot be analysed; the message is the one-line reason for the quarantine."""
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: str
+    size_bytes: int
+    sha256: str
+    container: str
+    has_audio: bool
+    has_video: bool
+    source_sample_rate: int
+    source_channels: int
+    declared_duration_s: float | None
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    samples: np.ndarray  # float32 mono in [-1, 1]
+    sample_rate: int
+    info: MediaInfo
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def probe(path: str | Path) -> MediaInfo:
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise MediaError("empty file (0 bytes)")
+    sha = file_sha256(path)
+    try:
+        with av.open(str(path)) as container:
+            audio = next(iter(container.streams.audio), None)
+            video = next(iter(container.streams.video), None)
+            declared = float(container.duration / av.time_base) if container.duration else None
+            if audio is not None and audio.duration is not None and audio.time_base is not None:
+                declared = float(audio.duration * audio.time_base)
+            return MediaInfo(
+                path=str(path),
+                size_bytes=size,
+                sha256=sha,
+                container=container.format.name,
+                has_audio=audio is not None,
+                has_video=video is not None,
+                source_sample_rate=int(audio.rate or 0) if audio is not None else 0,
+                source_channels=int(audio.channels or 0) if audio is not None else 0,
+                declared_duration_s=declared,
+            )
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"not readable as media: {_ffmpeg_reason(exc)}") from None
+
+
+def decode_audio(
+    path: str | Path,
+    *,
+    sample_rate: int = 16000,
+    min_duration_s: float = 0.5,
+    max_duration_s: float = 4 * 3600.0,
+) -> DecodedAudio:
+    """Decode the first audio stream to mono float32 at ``sample_rate``.
+
+    Raises MediaError for: empty or non-media files, no audio stream, truncated files (decoded
+    much shorter than the container declares), too short or too long recordings.
+    """
+    info = probe(path)
+    if not info.has_audio:
+        raise MediaError("no audio stream" + (" (video only)" if info.has_video else ""))
+    if info.declared_duration_s and info.declared_duration_s > max_duration_s:
+        raise MediaError(f"too long: {info.declared_duration_s:.0f} s > limit {max_duration_s:.0f} s")
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    chunks: list[np.ndarray] = []
+    decoded = 0
+    max_samples = int(max_duration_s * sample_rate)
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1)
+                    chunks.append(chunk)
+                    decoded += len(chunk)
+                if decoded > max_samples:
+                    raise MediaError(f"too long: more than {max_duration_s:.0f} s of audio")
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.error.FFmpegError as exc:
+        # A decode error after good audio is still a damaged file: refuse rather than guess.
+        raise MediaError(f"corrupt audio: {_ffmpeg_reason(exc)}") from None
+
+    samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    duration = len(samples) / sample_rate
+    if info.declared_duration_s and info.declared_duration_s > 1.0 and duration < 0.9 * info.declared_duration_s:
+        raise MediaError(f"truncated: decoded {duration:.1f} s of {info.declared_duration_s:.1f} s declared")
+    if duration < min_duration_s:
+        raise MediaError(f"too short: {duration:.2f} s of audio (minimum {min_duration_s} s)")
+    if not np.isfinite(samples).all():
+        raise MediaError("corrupt audio: non-finite samples")
+    np.clip(samples, -1.0, 1.0, out=samples)
+    return DecodedAudio(samples=samples, sample_rate=sample_rate, info=info)
+
+
+def _ffmpeg_reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split())[:200]

@@ -1,0 +1,134 @@
+"""Output tables: one pyarrow schema each, versioned together.
+
+These are the contract between the per-call analysis, the curated Parquet on S3 and the DuckDB
+marts. Add columns at the end and bump SCHEMA_VERSION; never change a column's meaning.
+Times are seconds from the start of the recording. Affect values are in [-1, 1] and every one
+comes with a confidence in [0, 1]: they are estimates, not verdicts.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+CALLS = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("call_date", pa.date32()),
+        ("source_uri", pa.string()),
+        ("sha256", pa.string()),
+        ("duration_s", pa.float64()),
+        ("source_sample_rate", pa.int32()),
+        ("source_channels", pa.int32()),
+        ("has_video", pa.bool_()),
+        ("speech_s", pa.float64()),
+        ("num_speakers", pa.int32()),
+        ("language", pa.string()),
+        ("processed_at", pa.timestamp("us", tz="UTC")),
+        ("pipeline_version", pa.string()),
+        ("settings_fingerprint", pa.string()),
+    ]
+)
+
+SPEAKER_TURNS = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("speaker", pa.string()),
+        ("role", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+    ]
+)
+
+UTTERANCES = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("utterance_id", pa.int32()),
+        ("speaker", pa.string()),
+        ("role", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("text", pa.string()),
+        ("n_words", pa.int32()),
+        ("asr_confidence", pa.float64()),
+        ("text_valence", pa.float64()),
+    ]
+)
+
+SPEAKER_AFFECT = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("speaker", pa.string()),
+        ("role", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("valence", pa.float64()),
+        ("arousal", pa.float64()),
+        ("confidence", pa.float64()),
+        ("text_valence", pa.float64()),
+        ("voice_valence", pa.float64()),
+        ("voice_arousal", pa.float64()),
+        ("modalities", pa.string()),  # comma-separated, e.g. "text,voice"
+    ]
+)
+
+QA_FLAGS = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("flag_id", pa.string()),
+        ("flag_type", pa.string()),
+        ("speaker", pa.string()),
+        ("role", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("score", pa.float64()),  # probability-like strength of the evidence, not a verdict
+        ("confidence", pa.float64()),
+        ("mean_valence", pa.float64()),
+        ("mean_arousal", pa.float64()),
+        ("evidence", pa.string()),  # JSON: utterance ids and the cues that fired
+        ("rule_version", pa.string()),
+    ]
+)
+
+STAGE_METRICS = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("stage", pa.string()),
+        ("seconds", pa.float64()),
+        ("real_time_factor", pa.float64()),
+        ("device", pa.string()),
+        ("backend", pa.string()),
+        ("model_version", pa.string()),
+    ]
+)
+
+AUDIT = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("inference", pa.string()),  # what was inferred, e.g. "text_valence"
+        ("subject", pa.string()),  # on whom: speaker label (never a person's identity)
+        ("role", pa.string()),
+        ("performed", pa.bool_()),
+        ("basis", pa.string()),  # the consent or policy that allowed or stopped it
+        ("model", pa.string()),
+        ("recorded_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "calls": CALLS,
+    "speaker_turns": SPEAKER_TURNS,
+    "utterances": UTTERANCES,
+    "speaker_affect": SPEAKER_AFFECT,
+    "qa_flags": QA_FLAGS,
+    "stage_metrics": STAGE_METRICS,
+    "audit": AUDIT,
+}
+
+
+def to_table(name: str, rows: list[dict]) -> pa.Table:
+    """Build a table from row dicts, checking every column of the schema is given."""
+    schema = TABLES[name]
+    columns = {f.name: [row[f.name] for row in rows] for f in schema}
+    return pa.Table.from_pydict(columns, schema=schema)

@@ -1,0 +1,109 @@
+"""Late fusion: per-modality scores + confidences -> per speaker, per window valence/arousal.
+
+Each fused value is a confidence-weighted mean of the modalities present, shrunk toward
+neutral (0) by a prior weight, so a window with little evidence reads as "unsure, near
+neutral" rather than as a confident extreme. Missing modalities are allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyannote.core import Annotation, Segment
+
+from pipeline.settings import AffectSettings
+from pipeline.stages.attribution import Utterance
+from pipeline.stages.text_affect import TextValence
+from pipeline.stages.voice_affect import VoiceArousal
+
+PRIOR_WEIGHT = 0.25
+MIN_SPEECH_IN_WINDOW_S = 1.0
+
+
+@dataclass(frozen=True)
+class AffectWindow:
+    speaker: str
+    start: float
+    end: float
+    valence: float
+    arousal: float
+    confidence: float
+    text_valence: float | None
+    voice_valence: float | None
+    voice_arousal: float | None
+    modalities: tuple[str, ...]
+
+
+def speaker_windows(turns: Annotation, settings: AffectSettings) -> list[tuple[str, float, float]]:
+    """Sliding windows over each speaker's active span, kept where they actually speak."""
+    out = []
+    for speaker in sorted(turns.labels()):
+        timeline = turns.label_timeline(speaker)
+        start, end = timeline.extent().start, timeline.extent().end
+        t = start
+        while t < end:
+            window = Segment(t, min(t + settings.window_s, end))
+            if timeline.crop(window).duration() >= MIN_SPEECH_IN_WINDOW_S:
+                out.append((speaker, round(window.start, 3), round(window.end, 3)))
+            t += settings.hop_s
+    return out
+
+
+def _text_in_window(
+    speaker: str, start: float, end: float, utterances: list[Utterance], text: dict[int, TextValence]
+) -> tuple[float | None, float]:
+    total_w, total_v, total_c = 0.0, 0.0, 0.0
+    for u in utterances:
+        if u.speaker != speaker:
+            continue
+        overlap = min(end, u.end) - max(start, u.start)
+        if overlap <= 0:
+            continue
+        score = text[u.utterance_id]
+        share = overlap / max(u.end - u.start, 1e-3)
+        weight = share * score.confidence
+        total_w += weight
+        total_v += weight * score.valence
+        total_c += share * score.confidence
+    if total_w <= 0:
+        return None, 0.0
+    return total_v / total_w, min(1.0, total_c)
+
+
+def _shrink(values: list[tuple[float | None, float, float]]) -> tuple[float, float]:
+    """(value, confidence, weight) per modality -> fused value and confidence."""
+    num = sum(v * c * w for v, c, w in values if v is not None)
+    den = sum(c * w for v, c, w in values if v is not None)
+    fused = num / (den + PRIOR_WEIGHT) if den > 0 else 0.0
+    return max(-1.0, min(1.0, fused)), den / (den + PRIOR_WEIGHT)
+
+
+def fuse(
+    windows: list[tuple[str, float, float]],
+    utterances: list[Utterance],
+    text_scores: list[TextValence],
+    voice_scores: list[VoiceArousal],
+    settings: AffectSettings,
+) -> list[AffectWindow]:
+    text_by_id = {t.utterance_id: t for t in text_scores}
+    out = []
+    for (speaker, start, end), voice in zip(windows, voice_scores, strict=True):
+        text_valence, text_conf = _text_in_window(speaker, start, end, utterances, text_by_id) if text_by_id else (None, 0.0)
+        valence, valence_conf = _shrink([(text_valence, text_conf, settings.text_valence_weight)])
+        arousal, arousal_conf = _shrink([(voice.arousal, voice.confidence, 1.0)])
+        modalities = tuple(m for m, v in (("text", text_valence), ("voice", voice.arousal)) if v is not None)
+        out.append(
+            AffectWindow(
+                speaker=speaker,
+                start=start,
+                end=end,
+                valence=round(valence, 4),
+                arousal=round(arousal, 4),
+                confidence=round((valence_conf + arousal_conf) / 2.0, 4),
+                text_valence=None if text_valence is None else round(text_valence, 4),
+                voice_valence=None,
+                voice_arousal=voice.arousal,
+                modalities=modalities,
+            )
+        )
+    return out
