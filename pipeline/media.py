@@ -63,6 +63,9 @@ def probe(path: str | Path) -> MediaInfo:
             declared = float(container.duration / av.time_base) if container.duration else None
             if audio is not None and audio.duration is not None and audio.time_base is not None:
                 declared = float(audio.duration * audio.time_base)
+            if container.format.name == "wav":
+                # FFmpeg derives a WAV's duration from the file size, which hides truncation.
+                declared = _wav_header_duration(path) or declared
             return MediaInfo(
                 path=str(path),
                 size_bytes=size,
@@ -126,6 +129,24 @@ def decode_audio(
         raise MediaError("corrupt audio: non-finite samples")
     np.clip(samples, -1.0, 1.0, out=samples)
     return DecodedAudio(samples=samples, sample_rate=sample_rate, info=info)
+
+
+def _wav_header_duration(path: Path) -> float | None:
+    """Duration the RIFF header promises (data chunk size / byte rate), None if not stated."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if chunk == b"fmt " and pos + 20 <= len(head):
+            byte_rate = int.from_bytes(head[pos + 16 : pos + 20], "little")
+        if chunk == b"data":
+            # 0 and 0xFFFFFFFF mean "unknown" (streamed writers): nothing is promised.
+            return size / byte_rate if byte_rate and size not in (0, 0xFFFFFFFF) else None
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def _ffmpeg_reason(exc: Exception) -> str:

@@ -67,6 +67,8 @@ class DiarizationSettings:
     max_speakers: int = 6
     # Below this mean silhouette the call is taken to have a single speaker.
     single_speaker_silhouette: float = 0.12
+    # Silhouette a third (fourth, ...) speaker must add to be believed.
+    extra_speaker_penalty: float = 0.03
     min_turn_s: float = 0.3
 
 

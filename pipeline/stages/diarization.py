@@ -99,7 +99,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 def cluster_embeddings(
     embeddings: np.ndarray, settings: DiarizationSettings, hints: SpeakerHints = SpeakerHints()
 ) -> np.ndarray:
-    """Cluster labels per window, number of clusters estimated (silhouette over k)."""
+    """Cluster labels per window, number of clusters estimated (penalised silhouette over k)."""
     from sklearn.cluster import AgglomerativeClustering
     from sklearn.metrics import silhouette_score
 
@@ -116,7 +116,9 @@ def cluster_embeddings(
         labels = _refine(x, labels)
         if len(set(labels)) < 2:
             continue
-        score = silhouette_score(x, labels, metric="cosine")
+        # Parsimony: each speaker beyond two must earn its place. Support calls are mostly two
+        # parties, and on real telephone audio silhouette alone keeps splitting one voice.
+        score = silhouette_score(x, labels, metric="cosine") - settings.extra_speaker_penalty * max(0, k - 2)
         if score > best_score:
             best_k, best_score, best_labels = k, score, labels
     if min_k <= 1 and best_score < settings.single_speaker_silhouette:
