@@ -82,6 +82,8 @@ class TranscriptionSettings:
     compute_type: str = "int8"
     cpu_threads: int = 0
     condition_on_previous_text: bool = False
+    # Context kept around each speech region when cutting it out for Whisper.
+    speech_pad_s: float = 0.5
 
 
 @dataclass(frozen=True)

