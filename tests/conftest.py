@@ -1,0 +1,60 @@
+"""Shared fixtures: the real local stack (moto's S3 server on 127.0.0.1, a local Ray cluster)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipeline import storage
+from pipeline.s3server import LocalS3
+from pipeline.settings import MartsSettings, RaySettings, S3Settings, Settings
+
+TESTS_DIR = Path(__file__).resolve().parent
+ROOT = TESTS_DIR.parent
+
+
+@pytest.fixture(scope="session")
+def local_s3():
+    """moto's S3 server on a free port of 127.0.0.1, for the whole session."""
+    with LocalS3() as server:
+        yield server
+
+
+@pytest.fixture
+def settings(local_s3, tmp_path) -> Settings:
+    """Settings pointing at the local S3 endpoint, with fresh (created) buckets for this test."""
+    unique = uuid.uuid4().hex[:10]
+    s3 = S3Settings(endpoint_url=local_s3.endpoint_url, raw_bucket=f"raw-{unique}", curated_bucket=f"curated-{unique}")
+    client = storage.s3_client(s3)
+    storage.ensure_bucket(client, s3.raw_bucket)
+    storage.ensure_bucket(client, s3.curated_bucket)
+    return dataclasses.replace(
+        Settings(),
+        s3=s3,
+        ray=RaySettings(local_num_cpus=2),
+        marts=MartsSettings(duckdb_path=str(tmp_path / "marts" / "callaffect.duckdb")),
+    )
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray cluster with 2 CPUs, for the whole session.
+
+    Workers get tests/ on their path, so functions defined in test modules (fake analyses) can
+    be sent to them by reference.
+    """
+    import ray
+
+    path = os.pathsep.join(p for p in (str(TESTS_DIR), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+    )
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,105 @@
+"""pipeline.retention against moto's real S3 server: only processed, old raw media goes, and is logged."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from datetime import datetime, timezone
+
+from pipeline import storage
+from pipeline.analyze import CallResult
+from pipeline.batch import discover_pending, process_recording, read_manifest
+from pipeline.manifest import CallManifest
+from pipeline.retention import run_retention
+from pipeline.settings import RetentionSettings
+
+NOW = datetime(2024, 4, 1, 12, 0, tzinfo=timezone.utc)  # 30 days back: 2024-03-02
+OLD, RECENT = "2024-02-15", "2024-03-20"
+
+
+def manifest_only_analyze(media_path, call_id, *, settings, **kwargs) -> CallResult:
+    if call_id.startswith("bad"):
+        return CallResult(CallManifest(call_id=call_id, status="quarantined", reason="truncated file"))
+    return CallResult(CallManifest(call_id=call_id, status="ok", sha256=f"sha-of-{call_id}"))
+
+
+def _raw_keys(settings) -> set[str]:
+    client = storage.s3_client(settings.s3)
+    return {o.key for o in storage.list_objects(client, settings.s3.raw_bucket)}
+
+
+def _curated(settings, prefix: str = "") -> dict[str, str]:
+    client = storage.s3_client(settings.s3)
+    return {o.key: o.etag for o in storage.list_objects(client, settings.s3.curated_bucket, prefix)}
+
+
+def _setup_calls(settings) -> str:
+    """Old processed, recent processed, old unprocessed, old quarantined, old re-uploaded after processing."""
+    client = storage.s3_client(settings.s3)
+    raw, prefix = settings.s3.raw_bucket, settings.s3.raw_prefix
+    for day, call_id in ((OLD, "old-ok"), (RECENT, "new-ok"), (OLD, "bad-old"), (OLD, "old-reup")):
+        storage.put_bytes(client, raw, f"{prefix}{day}/{call_id}.wav", b"media of " + call_id.encode())
+    storage.put_bytes(client, raw, f"{prefix}{OLD}/old-ok.json", b'{"consent": {"audio": true}}')
+    for rec in discover_pending(settings, client):
+        process_recording(rec, settings, manifest_only_analyze)
+    time.sleep(1.1)  # S3 times have 1 s resolution: the re-upload must be visibly later than its commit
+    storage.put_bytes(client, raw, f"{prefix}{OLD}/old-reup.wav", b"a different recording")
+    storage.put_bytes(client, raw, f"{prefix}{OLD}/old-unprocessed.wav", b"not analysed yet")
+    return prefix
+
+
+def test_retention_deletes_only_processed_old_media_and_logs_it(settings):
+    prefix = _setup_calls(settings)
+    curated_before = _curated(settings)
+
+    dry_settings = dataclasses.replace(settings, retention=RetentionSettings(raw_max_age_days=30, dry_run=True))
+    dry = run_retention(dry_settings, now=NOW)
+    assert [(r["key"], r["dry_run"]) for r in dry.deleted] == [
+        (f"{prefix}{OLD}/old-ok.json", True), (f"{prefix}{OLD}/old-ok.wav", True),
+    ]
+    assert len(_raw_keys(settings)) == 6  # a dry run deletes nothing
+
+    report = run_retention(settings, now=NOW)
+
+    assert not report.dry_run
+    assert _raw_keys(settings) == {
+        f"{prefix}{RECENT}/new-ok.wav", f"{prefix}{OLD}/bad-old.wav",
+        f"{prefix}{OLD}/old-reup.wav", f"{prefix}{OLD}/old-unprocessed.wav",
+    }
+    assert {(k["call_id"], k["reason"]) for k in report.kept} == {
+        ("bad-old", "quarantined: truncated file"),
+        ("old-reup", "raw object changed after it was processed"),
+        ("old-unprocessed", "not processed"),
+    }
+    # Derived output is kept; only the ops log was added.
+    curated_after = _curated(settings)
+    assert {k: v for k, v in curated_after.items() if not k.startswith(settings.s3.ops_prefix)} == curated_before
+    assert read_manifest(settings, OLD, "old-ok").status == "ok"
+
+    logs = _curated(settings, f"{settings.s3.ops_prefix}retention/")
+    assert len(logs) == 2 and report.log_key in logs and dry.log_key in logs
+    assert report.log_key.startswith(f"{settings.s3.ops_prefix}retention/date=")
+    client = storage.s3_client(settings.s3)
+    lines = storage.get_bytes(client, settings.s3.curated_bucket, report.log_key).decode().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records == report.deleted
+    assert [(r["call_id"], r["key"], r["sha256"], r["dry_run"]) for r in records] == [
+        ("old-ok", f"{prefix}{OLD}/old-ok.json", "sha-of-old-ok", False),
+        ("old-ok", f"{prefix}{OLD}/old-ok.wav", "sha-of-old-ok", False),
+    ]
+    assert all(r["deleted_at"] and "older than 30 days" in r["reason"] for r in records)
+
+    # Idempotent: nothing left to delete, nothing logged.
+    again = run_retention(settings, now=NOW)
+    assert again.deleted == [] and again.log_key is None
+    assert _curated(settings, f"{settings.s3.ops_prefix}retention/") == logs
+
+
+def test_age_boundary(settings):
+    prefix = _setup_calls(settings)
+    # Recorded 2024-02-15: exactly 30 days old all through 2024-03-16, older from 2024-03-17.
+    exactly = run_retention(settings, now=datetime(2024, 3, 16, 23, 59, tzinfo=timezone.utc))
+    assert exactly.deleted == [] and exactly.kept == [] and len(_raw_keys(settings)) == 6
+    older = run_retention(settings, now=datetime(2024, 3, 17, 0, 1, tzinfo=timezone.utc))
+    assert [r["key"] for r in older.deleted] == [f"{prefix}{OLD}/old-ok.json", f"{prefix}{OLD}/old-ok.wav"]
