@@ -1,0 +1,244 @@
+"""Valid per-call tables with plausible values, and their curated layout, for tests.
+
+``make_call_tables`` builds one call as analyze_call would (two speakers, an agent and a
+customer, a frustrated stretch with a flag); every table conforms to pipeline.schemas and passes
+the quality gate. ``curated_objects`` lays a call out as the batch commits it (Parquet per table,
+manifest last), as relative keys under a curated root; ``write_local`` writes them to a directory.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.layout import manifest_key, table_key
+from pipeline.manifest import CallManifest
+from pipeline.schemas import SCHEMA_VERSION, TABLES, to_table
+
+AGENT, CUSTOMER = "SPEAKER_00", "SPEAKER_01"
+ROLES = {AGENT: "agent", CUSTOMER: "customer"}
+WINDOW_S, HOP_S = 5.0, 2.5
+STAGES = ("decode", "speech_activity", "diarization", "transcription", "text_affect", "voice_affect", "fusion", "flags")
+
+_AGENT_LINES = [
+    "thank you for calling how can I help you today",
+    "let me pull up your account",
+    "I understand let me check that for you",
+    "I can see the charge on your bill",
+    "I will refund that right away",
+    "is there anything else I can help with",
+]
+_CUSTOMER_CALM = ["hi I have a question about my bill", "sure my account number is on file", "okay thanks"]
+_CUSTOMER_ANGRY = [
+    "this is the third time I am calling about this",
+    "I am really frustrated nobody fixes anything",
+    "this is ridiculous I want it fixed now",
+]
+
+
+def make_call_tables(
+    call_id: str = "call-001",
+    call_date: str = "2024-05-01",
+    duration_s: float = 90.0,
+    seed: int = 0,
+    frustrated: bool = True,
+) -> dict[str, pa.Table]:
+    """One call's tables. The customer is frustrated from 30% to 60% of the call when asked."""
+    rng = random.Random(seed)
+    stretch = (0.3 * duration_s, 0.6 * duration_s) if frustrated else (duration_s + 1, duration_s + 1)
+    processed_at = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+    # Alternating turns, agent first, with short gaps; the last ends a second before the call does.
+    turns, t, speaker = [], 0.5, AGENT
+    while t < duration_s - 3.0:
+        end = min(t + rng.uniform(3.0, 8.0), duration_s - 1.0)
+        turn = {"call_id": call_id, "speaker": speaker, "role": ROLES[speaker], "start_s": round(t, 3), "end_s": round(end, 3)}
+        turns.append(turn)
+        t, speaker = end + rng.uniform(0.2, 0.8), CUSTOMER if speaker == AGENT else AGENT
+
+    utterances = []
+    for i, turn in enumerate(turns):
+        angry = turn["speaker"] == CUSTOMER and turn["start_s"] < stretch[1] and turn["end_s"] > stretch[0]
+        lines = _AGENT_LINES if turn["speaker"] == AGENT else _CUSTOMER_ANGRY if angry else _CUSTOMER_CALM
+        text = lines[i % len(lines)]
+        utterances.append(
+            {
+                **turn,
+                "utterance_id": i,
+                "text": text,
+                "n_words": len(text.split()),
+                "asr_confidence": round(rng.uniform(0.6, 0.99), 3),
+                "text_valence": -0.7 if angry else round(rng.uniform(0.0, 0.5), 3),
+            }
+        )
+
+    affect = []
+    for spk in (AGENT, CUSTOMER):
+        own = [u for u in utterances if u["speaker"] == spk]
+        start = 0.0
+        while start < duration_s:
+            end = min(start + WINDOW_S, duration_s)
+            spoken = [u for u in own if u["start_s"] < end and u["end_s"] > start]
+            if spoken:
+                angry = spk == CUSTOMER and start < stretch[1] and end > stretch[0]
+                text_valence = sum(u["text_valence"] for u in spoken) / len(spoken)
+                voice_valence = round(rng.uniform(-0.2, 0.2), 3)
+                voice_arousal = round(rng.uniform(0.4, 0.8) if angry else rng.uniform(-0.4, 0.1), 3)
+                affect.append(
+                    {
+                        "call_id": call_id,
+                        "speaker": spk,
+                        "role": ROLES[spk],
+                        "start_s": start,
+                        "end_s": end,
+                        "valence": round(0.7 * text_valence + 0.3 * voice_valence, 4),
+                        "arousal": voice_arousal,
+                        "confidence": round(rng.uniform(0.4, 0.9), 3),
+                        # Some windows have voice only (no words in them): text_valence is null.
+                        "text_valence": None if rng.random() < 0.2 else round(text_valence, 4),
+                        "voice_valence": voice_valence,
+                        "voice_arousal": voice_arousal,
+                        "modalities": "text,voice",
+                    }
+                )
+            start += HOP_S
+    for row in affect:
+        if row["text_valence"] is None:
+            row["modalities"] = "voice"
+
+    flags = []
+    flagged = [a for a in affect if a["speaker"] == CUSTOMER and a["start_s"] < stretch[1] and a["end_s"] > stretch[0]]
+    if flagged:
+        in_stretch = [u for u in utterances if u["speaker"] == CUSTOMER and u["start_s"] < stretch[1] and u["end_s"] > stretch[0]]
+        ids = [u["utterance_id"] for u in in_stretch]
+        flags.append(
+            {
+                "call_id": call_id,
+                "flag_id": f"{call_id}-f0",
+                "flag_type": "customer_frustration",
+                "speaker": CUSTOMER,
+                "role": "customer",
+                "start_s": stretch[0],
+                "end_s": stretch[1],
+                "score": round(rng.uniform(0.6, 0.95), 3),
+                "confidence": round(sum(a["confidence"] for a in flagged) / len(flagged), 4),
+                "mean_valence": round(sum(a["valence"] for a in flagged) / len(flagged), 4),
+                "mean_arousal": round(sum(a["arousal"] for a in flagged) / len(flagged), 4),
+                "evidence": json.dumps({"utterance_ids": ids, "cues": ["valence", "arousal"]}),
+                "rule_version": "frustration-v1",
+            }
+        )
+
+    speech_s = sum(t["end_s"] - t["start_s"] for t in turns)
+    calls = [
+        {
+            "call_id": call_id,
+            "call_date": date.fromisoformat(call_date),
+            "source_uri": f"s3://callaffect-raw/recordings/{call_date}/{call_id}.wav",
+            "sha256": f"{seed:064x}",
+            "duration_s": duration_s,
+            "source_sample_rate": 8000,
+            "source_channels": 1,
+            "has_video": False,
+            "speech_s": round(speech_s, 3),
+            "num_speakers": 2,
+            "language": "en",
+            "processed_at": processed_at,
+            "pipeline_version": "0.1.0",
+            "settings_fingerprint": "0123456789ab",
+        }
+    ]
+    stage_metrics = [
+        {
+            "call_id": call_id,
+            "stage": stage,
+            "seconds": round(duration_s * rtf, 4),
+            "real_time_factor": rtf,
+            "device": "cpu",
+            "backend": "embedded",
+            "model_version": "test",
+        }
+        for stage, rtf in ((s, round(rng.uniform(0.005, 0.08), 4)) for s in STAGES)
+    ]
+    audit = [
+        {
+            "call_id": call_id,
+            "inference": inference,
+            "subject": spk,
+            "role": ROLES[spk],
+            "performed": True,
+            "basis": "consent:audio",
+            "model": "test",
+            "recorded_at": processed_at,
+        }
+        for spk in (AGENT, CUSTOMER)
+        for inference in ("text_valence", "voice_arousal")
+    ]
+    rows = {
+        "calls": calls,
+        "speaker_turns": turns,
+        "utterances": utterances,
+        "speaker_affect": affect,
+        "qa_flags": flags,
+        "stage_metrics": stage_metrics,
+        "audit": audit,
+    }
+    return {name: to_table(name, rows[name]) for name in TABLES}
+
+
+def set_values(table: pa.Table, column: str, values: dict[int, object]) -> pa.Table:
+    """A copy of ``table`` with ``column`` changed at the given row indexes (to make violations)."""
+    data = table.column(column).to_pylist()
+    for i, v in values.items():
+        data[i] = v
+    idx = table.column_names.index(column)
+    return table.set_column(idx, table.schema.field(idx), pa.array(data, type=table.schema.field(idx).type))
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def curated_objects(
+    tables: dict[str, pa.Table] | None,
+    call_id: str,
+    call_date: str,
+    status: str = "ok",
+    reason: str | None = None,
+    quality: dict | None = None,
+) -> dict[str, bytes]:
+    """Relative key -> bytes for one committed call, in write order: tables first, manifest last."""
+    tables = tables or {}
+    manifest = CallManifest(
+        call_id=call_id,
+        status=status,
+        reason=reason,
+        call_date=call_date,
+        duration_s=tables["calls"].column("duration_s")[0].as_py() if "calls" in tables else None,
+        schema_version=SCHEMA_VERSION,
+        quality=quality,
+        created_at="2024-06-01T12:00:00+00:00",
+    )
+    objects = {}
+    for name, table in tables.items():
+        key = table_key("", name, call_date, call_id)
+        objects[key] = parquet_bytes(table)
+        manifest.tables[name] = table.num_rows
+        manifest.table_keys[name] = key
+    objects[manifest_key("", call_date, call_id)] = manifest.to_json().encode()
+    return objects
+
+
+def write_local(root: str | Path, objects: dict[str, bytes]) -> None:
+    for key, data in objects.items():
+        path = Path(root) / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
