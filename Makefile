@@ -17,7 +17,7 @@ demo: setup
 test: setup
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-# Unit tests only (no S3 endpoint, Ray, Airflow or end-to-end runs).
+# Skip the slowest end-to-end tests (real models on whole calls, the demo); CI runs them all.
 test-fast: setup
 	@$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 

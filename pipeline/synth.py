@@ -570,7 +570,7 @@ def generate_call(
     metadata_path = out_dir / f"{call_id}.json"
     metadata_path.write_text(json.dumps({
         "call_id": call_id,
-        "roles": {"agent": A, "customer": C},
+        # Roles are not given: the pipeline must infer them (the truth is in the RTTM labels).
         "consent": {"voice_affect": True, "text_affect": True, "video": False},
         "source": "synthetic",
         "scenario": rendered.scenario,
