@@ -1,0 +1,251 @@
+"""What the Airflow tasks do: thin bodies over the pipeline modules, so the DAG files hold wiring only.
+
+Every function takes and returns JSON-serialisable values (they travel as XCom) and reads its
+configuration itself with ``load_settings()`` (file + ``CALLAFFECT_*`` environment of the worker):
+Settings never travel through XCom. Heavy modules (boto3, Ray, DuckDB) are imported inside the
+functions, so parsing a DAG file that imports this module stays cheap. Every task is idempotent:
+the batch skips committed calls, the gate re-checks, the marts are rebuilt and swapped whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import date, timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from pipeline.settings import load_settings
+
+log = logging.getLogger(__name__)
+
+# None: the batch's real analysis (pipeline.analyze.analyze_call). dag.test() runs tasks in the
+# calling process, so a test may swap in a fast stand-in here; production never sets it.
+ANALYZE_FN: Callable[..., Any] | None = None
+
+# Flags listed per report: enough to read, small enough for an XCom.
+_REPORT_FLAGS_MAX = 200
+
+
+def raw_recordings_uri() -> str:
+    """The URI of the raw recordings asset: what the landing DAG announces and the nightly DAG awaits."""
+    s3 = load_settings().s3
+    return f"s3://{s3.raw_bucket}/{s3.raw_prefix.strip('/')}"
+
+
+# --- landing ---------------------------------------------------------------------------------
+
+
+def pending_recordings() -> list[dict]:
+    """Raw recordings that have no committed manifest yet, as dicts (RawRecording's fields)."""
+    from pipeline.batch import discover_pending, recording_to_dict
+
+    return [recording_to_dict(r) for r in discover_pending(load_settings())]
+
+
+class PendingRecordingsTrigger(BaseTrigger):
+    """Fires once raw recordings without a committed manifest exist.
+
+    Runs in the triggerer, so a landing run that waits costs no worker slot. The listing is
+    blocking boto3, hence the thread.
+    """
+
+    def __init__(self, poke_interval: float = 60.0):
+        super().__init__()
+        self.poke_interval = poke_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{__name__}.{type(self).__name__}", {"poke_interval": self.poke_interval}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        while True:
+            pending = await asyncio.to_thread(pending_recordings)
+            if pending:
+                self.log.info("%d pending recording(s)", len(pending))
+                # Only the count travels: the payload is stored in the metadata DB.
+                yield TriggerEvent({"count": len(pending)})
+                return
+            await asyncio.sleep(self.poke_interval)
+
+
+class PendingRecordingsSensor(BaseSensorOperator):
+    """Waits for pending raw recordings and returns them (XCom): deferrable by default.
+
+    One listing first, so a run that finds work does not pay for a deferral round trip.
+    """
+
+    def __init__(self, *, deferrable: bool = True, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.deferrable = deferrable
+
+    def poke(self, context: Any) -> PokeReturnValue:
+        pending = pending_recordings()
+        return PokeReturnValue(is_done=bool(pending), xcom_value=pending)
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        pending = pending_recordings()
+        if pending:
+            return pending
+        self.defer(
+            trigger=PendingRecordingsTrigger(poke_interval=self.poke_interval),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Any, event: dict | None = None) -> list[dict]:
+        # List again: the trigger only said "some"; what is pending now is what gets registered.
+        return pending_recordings()
+
+
+def register_recordings(pending: list[dict]) -> dict:
+    """Log the newly landed recordings; the returned dict becomes the asset event's extra."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    if not pending:
+        # They were processed between the sensor and now: nothing to announce.
+        raise AirflowSkipException("no pending recordings any more")
+    for rec in pending:
+        log.info("registered %s (call %s, %s, %d bytes)", rec["key"], rec["call_id"], rec["call_date"], rec["size"])
+    return {"count": len(pending), "call_ids": sorted(r["call_id"] for r in pending)[:100]}
+
+
+# --- nightly ---------------------------------------------------------------------------------
+
+
+def discover_batches() -> list[list[dict]]:
+    """Pending recordings cut into batches of ``ray.max_calls_per_batch``: one mapped task each."""
+    settings = load_settings()
+    pending = pending_recordings()
+    size = max(1, settings.ray.max_calls_per_batch)
+    batches = [pending[i : i + size] for i in range(0, len(pending), size)]
+    log.info("%d pending recording(s) in %d batch(es)", len(pending), len(batches))
+    return batches
+
+
+def analyze_batch(batch: list[dict]) -> dict:
+    """Run one batch on Ray; committed calls are skipped, so a retry redoes only what is missing.
+
+    Returns the batch report plus each call's date (the report knows only call ids).
+    Fails when a call could not be committed (an S3 error): Airflow retries the batch.
+    """
+    from airflow.sdk.exceptions import AirflowException
+
+    from pipeline.batch import recording_from_dict, run_batch
+
+    recordings = [recording_from_dict(rec) for rec in batch]
+    report = run_batch(load_settings(), recordings=recordings, analyze_fn=ANALYZE_FN)
+    if report.failed:
+        raise AirflowException(f"{len(report.failed)} call(s) not committed: {report.failed}")
+    return {"report": report.to_dict(), "call_dates": {r.call_id: r.call_date for r in recordings}}
+
+
+def quality_gate() -> dict:
+    """Gate every committed ok call that has not been checked yet (this run's, and any a failed
+    run left behind); failing calls are quarantined in their manifests, so the marts skip them."""
+    from pipeline.quality import gate_committed_calls
+
+    results = gate_committed_calls(load_settings())
+    failed = {call_id: r.failures for call_id, r in results if not r.passed}
+    for call_id, failures in failed.items():
+        log.warning("quality gate quarantined %s: %s", call_id, "; ".join(failures))
+    log.info("quality gate: %d call(s) checked, %d passed", len(results), len(results) - len(failed))
+    return {"checked": len(results), "passed": len(results) - len(failed), "failed": failed}
+
+
+def build_marts() -> dict:
+    """Rebuild the DuckDB marts from every loadable call and swap the file in."""
+    from pipeline.marts import build_marts as build
+
+    return dataclasses.asdict(build(load_settings()))
+
+
+def nightly_report(batches: list[dict], gate: dict, marts: dict) -> dict:
+    """What this run did, read back from the marts: per call its status (after the gate), speakers
+    and flags. ``batches`` are analyze_batch's results (none when nothing was pending)."""
+    import pyarrow as pa
+
+    from pipeline.marts import open_marts
+
+    calls: dict[str, str] = {}
+    for batch in batches:
+        report = batch["report"]
+        for call_id in [*report["ok"], *report["quarantined"], *report["skipped"]]:
+            calls[call_id] = batch["call_dates"][call_id]
+    summary: dict[str, Any] = {
+        "calls": [],
+        "processed": [],
+        "quarantined": {},
+        "flags": [],  # the strongest first, at most _REPORT_FLAGS_MAX of flag_count
+        "flag_count": 0,
+        "gate": gate,
+        "marts": {k: marts[k] for k in ("path", "calls_loaded", "calls_quarantined", "tables")},
+    }
+    if not calls:
+        log.info("nothing was pending; marts rebuilt with %d call(s)", marts["calls_loaded"])
+        return summary
+    # Calls are identified by (date, id); a DuckDB table of them keeps the queries plain joins.
+    with open_marts(load_settings(), marts["path"]) as con:
+        run = pa.table({"call_id": list(calls), "call_date": [date.fromisoformat(d) for d in calls.values()]})
+        con.register("run_calls", run)
+        status = con.execute(
+            """select s.call_id, s.call_date::varchar, s.status, s.reason, s.loaded, s.duration_s, d.num_speakers
+               from fct_call_status s join run_calls r using (call_id, call_date)
+               left join dim_calls d using (call_id, call_date) order by s.call_id"""
+        ).fetchall()
+        speakers = con.execute(
+            """select call_id, speaker, any_value(role), round(sum(end_s - start_s), 1)
+               from fct_speaker_turns join run_calls using (call_id, call_date)
+               group by call_id, speaker order by call_id, speaker"""
+        ).fetchall()
+        flags = con.execute(
+            """select call_id, speaker, role, round(start_s, 2), round(end_s, 2), round(score, 3), round(confidence, 3)
+               from mart_qa_flags join run_calls using (call_id, call_date) order by score_rank"""
+        ).fetchall()
+    per_call_speakers: dict[str, list[dict]] = {}
+    for call_id, speaker, role, talk_s in speakers:
+        per_call_speakers.setdefault(call_id, []).append({"speaker": speaker, "role": role, "talk_s": talk_s})
+    for call_id, call_date, status_, reason, loaded, duration_s, num_speakers in status:
+        summary["calls"].append(
+            {
+                "call_id": call_id,
+                "call_date": call_date,
+                "status": status_,
+                "reason": reason,
+                "loaded": bool(loaded),
+                "duration_s": duration_s,
+                "num_speakers": num_speakers,
+                "speakers": per_call_speakers.get(call_id, []),
+            }
+        )
+        if loaded:
+            summary["processed"].append(call_id)
+        elif status_ == "quarantined":
+            summary["quarantined"][call_id] = reason
+    keys = ("call_id", "speaker", "role", "start_s", "end_s", "score", "confidence")
+    summary["flags"] = [dict(zip(keys, row)) for row in flags[:_REPORT_FLAGS_MAX]]
+    summary["flag_count"] = len(flags)
+    log.info(
+        "%d call(s) loaded, %d quarantined, %d flag(s)",
+        len(summary["processed"]), len(summary["quarantined"]), len(flags),
+    )
+    return summary
+
+
+# --- retention -------------------------------------------------------------------------------
+
+
+def apply_retention() -> dict:
+    """Delete raw media of processed calls past the configured age; every deletion is logged."""
+    from pipeline.retention import run_retention
+
+    report = run_retention(load_settings())
+    for rec in report.deleted:
+        log.info("deleted s3://%s/%s (call %s): %s", rec["bucket"], rec["key"], rec["call_id"], rec["reason"])
+    log.info("retention: %d object(s) deleted, %d old recording(s) kept, log %s", len(report.deleted), len(report.kept), report.log_key)
+    return report.to_dict()

@@ -1,0 +1,227 @@
+"""The Airflow DAGs: they parse fast and light, and run with ``dag.test()`` on the real local stack.
+
+``dag.test()`` runs every task in this process against a throwaway SQLite home (airflow_env);
+S3 is moto's server, the batch runs on a local Ray cluster, the marts are a real DuckDB file.
+The analysis is a fast stand-in (valid tables from tests/factories.py) sent to Ray workers by
+reference: they import this module by name (tests/ is on their path, see conftest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import subprocess
+import sys
+import threading
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+from airflow_env import airflow_home, dagbag, task_env, use_settings  # noqa: F401 (fixtures)
+from factories import make_call_tables, set_values
+
+from pipeline import storage
+from pipeline.analyze import CallResult
+from pipeline.batch import list_manifests, process_recording, recording_from_dict
+from pipeline.demo import DAGS_FOLDER, run_dag, task_result
+from pipeline.manifest import CallManifest
+from pipeline.schemas import SCHEMA_VERSION
+from pipeline.settings import RaySettings, RetentionSettings
+
+DAY = date.today().isoformat()
+DAG_IDS = {"callaffect_landing", "callaffect_nightly", "callaffect_retention"}
+# Modules a DAG file must not import at parse time: the DAG processor re-parses files every
+# few seconds, and these cost seconds and hundreds of MB.
+HEAVY = ("ray", "duckdb", "boto3", "pyarrow", "great_expectations", "torch", "pandas", "numpy")
+
+
+@pytest.fixture(autouse=True)
+def _airflow(airflow_home):
+    """Every test here talks to Airflow: its throwaway home must exist before anything imports it."""
+
+
+def fake_analyze(media_path, call_id, *, settings, call_date=None, metadata=None, source_uri=None) -> CallResult:
+    """analyze_call's contract in milliseconds: an empty file is unusable input, anything else a
+    two-speaker call whose customer is frustrated (one qa flag); "invalid*" calls carry a valence
+    out of range, which only the quality gate catches."""
+    if Path(media_path).stat().st_size == 0:
+        return CallResult(CallManifest(call_id=call_id, status="quarantined", reason="empty file (0 bytes)"))
+    tables = make_call_tables(call_id, call_date, duration_s=60.0, seed=len(call_id))
+    if call_id.startswith("invalid"):
+        tables["speaker_affect"] = set_values(tables["speaker_affect"], "valence", {0: 2.5})
+    manifest = CallManifest(call_id=call_id, status="ok", sha256="a" * 64, duration_s=60.0, schema_version=SCHEMA_VERSION)
+    return CallResult(manifest, tables)
+
+
+def _upload(settings, day: str, name: str, data: bytes, metadata: dict | None = None) -> str:
+    client = storage.s3_client(settings.s3)
+    key = f"{settings.s3.raw_prefix}{day}/{name}"
+    storage.put_bytes(client, settings.s3.raw_bucket, key, data)
+    if metadata is not None:
+        stem = name.rsplit(".", 1)[0]
+        storage.put_bytes(client, settings.s3.raw_bucket, f"{settings.s3.raw_prefix}{day}/{stem}.json", json.dumps(metadata).encode())
+    return key
+
+
+def _objects(settings, bucket: str) -> dict[str, str]:
+    client = storage.s3_client(settings.s3)
+    return {o.key: o.etag for o in storage.list_objects(client, bucket)}
+
+
+def _states(dag_run) -> dict[tuple[str, int], str]:
+    return {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances()}
+
+
+def test_dag_files_parse_fast_without_heavy_imports(airflow_home):
+    """A fresh interpreter parses dags/ as the DAG processor does: no errors, < 2 s a file, nothing heavy."""
+    probe = f"""
+import json, sys, time
+import airflow
+from airflow.dag_processing.dagbag import DagBag
+before = set(sys.modules)
+bag = DagBag(dag_folder={str(DAGS_FOLDER)!r})
+print(json.dumps({{
+    "errors": bag.import_errors,
+    "seconds": {{s.file: s.duration.total_seconds() for s in bag.dagbag_stats}},
+    "dags": sorted(bag.dag_ids),
+    "heavy": sorted(m for m in set(sys.modules) - before if m.split(".")[0] in {HEAVY!r}),
+}}))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["errors"] == {}
+    assert set(result["dags"]) == DAG_IDS
+    assert set(result["seconds"]) == {f"{d}.py" for d in DAG_IDS}
+    assert all(s < 2.0 for s in result["seconds"].values()), result["seconds"]
+    assert result["heavy"] == []
+
+
+def test_dag_wiring(dagbag):
+    assert dagbag.import_errors == {}
+    nightly, landing = dagbag.dags["callaffect_nightly"], dagbag.dags["callaffect_landing"]
+    assert {t.task_id for t in nightly.tasks} == {"discover", "analyze_batch", "quality_gate", "build_marts", "report"}
+    # The gate and the report must run when the mapped batch is skipped (nothing pending).
+    assert nightly.task_dict["quality_gate"].trigger_rule == "none_failed"
+    assert nightly.task_dict["report"].trigger_rule == "none_failed"
+    assert nightly.task_dict["quality_gate"].upstream_task_ids == {"analyze_batch"}
+    assert nightly.task_dict["build_marts"].upstream_task_ids == {"quality_gate"}
+    assert nightly.catchup is False and landing.catchup is False
+    # Landing announces exactly the asset the nightly DAG is also scheduled on (besides its cron).
+    (announced,) = landing.task_dict["register"].outlets
+    assert [a.uri for a in nightly.timetable.asset_condition.objects] == [announced.uri]
+    assert nightly.timetable.timetable.expression == "0 2 * * *"
+    assert landing.task_dict["wait_for_recordings"].deferrable is True
+
+
+def test_nightly_dag_commits_gates_and_loads_each_call_once(settings, ray_local, monkeypatch):
+    settings = use_settings(monkeypatch, dataclasses.replace(settings, ray=RaySettings(local_num_cpus=2, max_calls_per_batch=2)))
+    monkeypatch.setattr("pipeline.airflow_tasks.ANALYZE_FN", fake_analyze)
+    meta = {"roles": {"agent": "SPEAKER_00", "customer": "SPEAKER_01"}}
+    _upload(settings, DAY, "call-a.wav", b"RIFF pretend audio a", meta)
+    _upload(settings, DAY, "call-b.flac", b"fLaC pretend audio b", meta)
+    _upload(settings, DAY, "empty.wav", b"")
+    _upload(settings, DAY, "invalid-c.wav", b"RIFF pretend audio c", meta)
+
+    run = run_dag("callaffect_nightly")
+
+    assert run.state == "success"
+    states = _states(run)
+    # Four pending calls in batches of two: two mapped task instances.
+    assert states[("analyze_batch", 0)] == states[("analyze_batch", 1)] == "success"
+    assert ("analyze_batch", 2) not in states
+    manifests = {m.call_id: m for m in list_manifests(settings)}
+    assert {c: m.status for c, m in manifests.items()} == {
+        "call-a": "ok", "call-b": "ok", "empty": "quarantined", "invalid-c": "quarantined",
+    }
+    assert manifests["empty"].reason == "empty file (0 bytes)"
+    assert manifests["invalid-c"].reason.startswith("quality gate: speaker_affect.valence: 1 values outside [-1, 1]")
+    assert all(manifests[c].quality["passed"] for c in ("call-a", "call-b"))
+    with duckdb.connect(settings.marts.duckdb_path, read_only=True) as con:
+        assert con.execute("select call_id from dim_calls order by 1").fetchall() == [("call-a",), ("call-b",)]
+        assert con.execute("select count(*) from mart_qa_flags").fetchone()[0] == 2
+
+    report = task_result(run, "report")
+    assert sorted(report["processed"]) == ["call-a", "call-b"]
+    assert report["quarantined"] == {"empty": "empty file (0 bytes)", "invalid-c": manifests["invalid-c"].reason}
+    assert report["gate"] == {"checked": 3, "passed": 2, "failed": {"invalid-c": manifests["invalid-c"].quality["failures"]}}
+    assert {f["call_id"] for f in report["flags"]} == {"call-a", "call-b"} and report["flag_count"] == 2
+    assert all(f["role"] == "customer" and 0 <= f["score"] <= 1 and f["end_s"] > f["start_s"] for f in report["flags"])
+    by_call = {c["call_id"]: c for c in report["calls"]}
+    assert by_call["call-a"]["num_speakers"] == 2
+    assert {s["role"] for s in by_call["call-a"]["speakers"]} == {"agent", "customer"}
+
+    curated = _objects(settings, settings.s3.curated_bucket)
+    again = run_dag("callaffect_nightly")
+
+    assert again.state == "success"
+    # Nothing pending: the mapped batch is skipped, the gate and marts still run.
+    assert _states(again)[("analyze_batch", -1)] == "skipped"
+    assert _states(again)[("build_marts", -1)] == "success"
+    assert _objects(settings, settings.s3.curated_bucket) == curated  # not one object rewritten
+    assert task_result(again, "report")["calls"] == []
+    with duckdb.connect(settings.marts.duckdb_path, read_only=True) as con:
+        assert con.execute("select count(*), count(distinct call_id) from dim_calls").fetchone() == (2, 2)
+        assert con.execute("select count(*) from fct_speaker_affect").fetchone()[0] == sum(
+            make_call_tables(c, DAY, duration_s=60.0, seed=len(c))["speaker_affect"].num_rows for c in ("call-a", "call-b")
+        )
+
+
+def test_retention_dag_deletes_old_processed_media_and_logs_it(settings, monkeypatch):
+    settings = use_settings(monkeypatch, dataclasses.replace(settings, retention=RetentionSettings(raw_max_age_days=30)))
+    old_done = _upload(settings, "2020-01-01", "old-done.wav", b"RIFF old audio", {"consent": {}})
+    old_pending = _upload(settings, "2020-01-01", "old-pending.wav", b"RIFF not analysed yet")
+    recent = _upload(settings, DAY, "recent.wav", b"RIFF recent audio")
+    for key in (old_done, recent):
+        rec = recording_from_dict({"key": key, "call_id": Path(key).stem, "call_date": key.split("/")[-2]})
+        process_recording(rec, settings, fake_analyze)
+
+    run = run_dag("callaffect_retention")
+
+    assert run.state == "success"
+    raw = _objects(settings, settings.s3.raw_bucket)
+    assert old_done not in raw and old_done.replace(".wav", ".json") not in raw
+    assert old_pending in raw and recent in raw  # never an unprocessed call; nothing recent
+    report = task_result(run, "apply_retention")
+    assert {r["key"] for r in report["deleted"]} == {old_done, old_done.replace(".wav", ".json")}
+    client = storage.s3_client(settings.s3)
+    log_lines = storage.get_bytes(client, settings.s3.curated_bucket, report["log_key"]).decode().splitlines()
+    assert {json.loads(line)["key"] for line in log_lines} == {old_done, old_done.replace(".wav", ".json")}
+
+
+def test_landing_dag_registers_pending_recordings_and_emits_the_asset_event(task_env):
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    key = _upload(task_env, DAY, "new-call.wav", b"RIFF new audio")
+
+    run = run_dag("callaffect_landing")
+
+    assert run.state == "success"
+    assert [r["key"] for r in task_result(run, "wait_for_recordings")] == [key]
+    with create_session() as session:
+        events = session.scalars(select(AssetEvent).where(AssetEvent.source_run_id == run.run_id)).all()
+        assert [(e.asset.uri, e.extra) for e in events] == [
+            (f"s3://{task_env.s3.raw_bucket}/recordings", {"count": 1, "call_ids": ["new-call"]})
+        ]
+
+
+def test_pending_recordings_trigger_fires_when_a_recording_lands(task_env):
+    """The deferred landing sensor's trigger: polls S3 (off the event loop) until work appears."""
+    from pipeline.airflow_tasks import PendingRecordingsTrigger
+
+    trigger = PendingRecordingsTrigger(poke_interval=0.2)
+    assert trigger.serialize() == ("pipeline.airflow_tasks.PendingRecordingsTrigger", {"poke_interval": 0.2})
+    landed = threading.Timer(0.6, _upload, (task_env, DAY, "late.wav", b"RIFF late audio"))
+
+    async def first_event():
+        return await asyncio.wait_for(anext(trigger.run()), timeout=20)
+
+    landed.start()
+    try:
+        event = asyncio.run(first_event())
+    finally:
+        landed.join()
+    assert event.payload == {"count": 1}
