@@ -1,8 +1,8 @@
 """Landing: notice raw recordings that have no committed output yet and announce them.
 
-Every 30 minutes a deferrable sensor waits (in the triggerer, not a worker slot) until pending
-recordings exist; ``register`` logs them and emits an event on the raw recordings asset, which
-starts the nightly DAG early. A run that finds nothing by its timeout ends skipped, not failed.
+On ``schedule.landing_cron`` (every 30 minutes) a deferrable sensor waits (in the triggerer, not
+a worker slot) until pending recordings exist; ``register`` logs them and emits an event on the
+raw recordings asset, which starts the nightly DAG early when ``schedule.start_on_landing``. A run that finds nothing by its timeout ends skipped, not failed.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from airflow.sdk import Asset, CronTriggerTimetable, dag, task
 from pipeline import airflow_tasks as t
 
 RAW_RECORDINGS = Asset(t.raw_recordings_uri())
+_when = t.schedules()
 
 
 @dag(
     dag_id="callaffect_landing",
-    schedule=CronTriggerTimetable("*/30 * * * *", timezone="UTC"),
+    schedule=CronTriggerTimetable(_when.landing_cron, timezone=_when.timezone),
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,

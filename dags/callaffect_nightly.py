@@ -1,6 +1,7 @@
 """Nightly: pending recordings -> batches analysed on Ray -> quality gate -> DuckDB marts -> report.
 
-Runs at 02:00 UTC, and earlier when the landing DAG announces new recordings. Each batch is a
+Runs on ``schedule.nightly_cron`` (02:00 UTC), and also whenever the landing DAG announces new
+recordings if ``schedule.start_on_landing`` is set. Each batch is a
 mapped task (one per ``ray.max_calls_per_batch`` calls). With nothing pending the mapped task is
 skipped and the gate, marts and report still run (``none_failed``): the marts stay current and
 a call that an earlier, failed run committed is still gated and loaded.
@@ -15,11 +16,16 @@ from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, t
 from pipeline import airflow_tasks as t
 
 
+_when = t.schedules()
+_nightly = CronTriggerTimetable(_when.nightly_cron, timezone=_when.timezone)
+
+
 @dag(
     dag_id="callaffect_nightly",
-    schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
-        assets=[Asset(t.raw_recordings_uri())],
+    schedule=(
+        AssetOrTimeSchedule(timetable=_nightly, assets=[Asset(t.raw_recordings_uri())])
+        if _when.start_on_landing
+        else _nightly
     ),
     start_date=datetime(2024, 1, 1),
     catchup=False,

@@ -12,9 +12,12 @@ from airflow.sdk import CronTriggerTimetable, dag, task
 from pipeline import airflow_tasks as t
 
 
+_when = t.schedules()
+
+
 @dag(
     dag_id="callaffect_retention",
-    schedule=CronTriggerTimetable("0 4 * * *", timezone="UTC"),
+    schedule=CronTriggerTimetable(_when.retention_cron, timezone=_when.timezone),
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -31,6 +31,11 @@ ANALYZE_FN: Callable[..., Any] | None = None
 _REPORT_FLAGS_MAX = 200
 
 
+def schedules():
+    """The DAGs' schedule settings (cheap: a file and the environment, no I/O beyond that)."""
+    return load_settings().schedule
+
+
 def raw_recordings_uri() -> str:
     """The URI of the raw recordings asset: what the landing DAG announces and the nightly DAG awaits."""
     s3 = load_settings().s3

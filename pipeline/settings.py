@@ -117,6 +117,19 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class ScheduleSettings:
+    """When the Airflow DAGs run (read when the DAG files are parsed)."""
+
+    timezone: str = "UTC"
+    nightly_cron: str = "0 2 * * *"
+    # Also start the nightly DAG as soon as the landing DAG announces new recordings. Off by
+    # default: heavy work (and GPU nodes) stay in the nightly window.
+    start_on_landing: bool = False
+    landing_cron: str = "*/30 * * * *"
+    retention_cron: str = "0 4 * * *"
+
+
+@dataclass(frozen=True)
 class Settings:
     s3: S3Settings = field(default_factory=S3Settings)
     ray: RaySettings = field(default_factory=RaySettings)
@@ -128,13 +141,14 @@ class Settings:
     flags: FlagSettings = field(default_factory=FlagSettings)
     marts: MartsSettings = field(default_factory=MartsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
         """Short hash of everything that can change an analysis result (recorded per call)."""
-        analysis = {k: v for k, v in self.to_dict().items() if k not in ("s3", "ray", "marts", "retention")}
+        analysis = {k: v for k, v in self.to_dict().items() if k not in ("s3", "ray", "marts", "retention", "schedule")}
         return hashlib.sha256(json.dumps(analysis, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -108,11 +108,22 @@ def test_dag_wiring(dagbag):
     assert nightly.task_dict["quality_gate"].upstream_task_ids == {"analyze_batch"}
     assert nightly.task_dict["build_marts"].upstream_task_ids == {"quality_gate"}
     assert nightly.catchup is False and landing.catchup is False
+    # By default the heavy work stays in the nightly window: cron only.
+    assert nightly.timetable.expression == "0 2 * * *"
+    assert landing.task_dict["wait_for_recordings"].deferrable is True
+
+
+def test_nightly_can_also_start_when_landing_announces(airflow_home, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("CALLAFFECT_SCHEDULE__START_ON_LANDING", "true")
+    monkeypatch.setenv("CALLAFFECT_SCHEDULE__NIGHTLY_CRON", "30 1 * * *")
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    nightly, landing = bag.dags["callaffect_nightly"], bag.dags["callaffect_landing"]
     # Landing announces exactly the asset the nightly DAG is also scheduled on (besides its cron).
     (announced,) = landing.task_dict["register"].outlets
     assert [a.uri for a in nightly.timetable.asset_condition.objects] == [announced.uri]
-    assert nightly.timetable.timetable.expression == "0 2 * * *"
-    assert landing.task_dict["wait_for_recordings"].deferrable is True
+    assert nightly.timetable.timetable.expression == "30 1 * * *"
 
 
 def test_nightly_dag_commits_gates_and_loads_each_call_once(settings, ray_local, monkeypatch):
