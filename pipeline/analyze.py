@@ -6,6 +6,7 @@ result with a one-line reason, so one bad call cannot sink a batch.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -23,6 +24,7 @@ from pipeline.schemas import SCHEMA_VERSION, to_table
 from pipeline.settings import Settings
 from pipeline.stages import (
     attribution,
+    conversation,
     diarization,
     flags,
     fusion,
@@ -120,6 +122,7 @@ def analyze_call(
     words = timer.run("transcription", transcription.transcribe, audio.samples, audio.sample_rate, speech, settings.transcription)
     utterances = timer.run("attribution", attribution.build_utterances, words, turns)
     role_map = timer.run("roles", roles.assign_roles, turns, utterances, metadata)
+    talk = timer.run("conversation", conversation.conversation_metrics, turns, utterances, audio.duration_s)
 
     consent = Consent.from_metadata(metadata)
     text_scores = timer.run("text_affect", text_affect.score_utterances, utterances) if consent.text_affect else []
@@ -138,7 +141,7 @@ def analyze_call(
     manifest.stage_seconds = timer.seconds
     tables = _tables(
         call_id, call_date, manifest, audio, speech.duration(), turns, utterances, text_scores,
-        affect, call_flags, role_map, consent, timer.seconds, versions,
+        affect, call_flags, role_map, consent, timer.seconds, versions, talk,
     )
     manifest.tables = {name: t.num_rows for name, t in tables.items()}
     return CallResult(
@@ -178,11 +181,12 @@ _STAGE_BACKENDS = {
     "voice_features": (voice_affect.BACKEND, "voice_affect"),
     "voice_affect": (voice_affect.BACKEND, "voice_affect"),
     "flags": ("rules", "flags"),
+    "conversation": ("rules", None),
 }
 
 
 def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, utterances, text_scores,
-            affect, call_flags, role_map, consent, seconds, versions) -> dict[str, pa.Table]:
+            affect, call_flags, role_map, consent, seconds, versions, talk) -> dict[str, pa.Table]:
     role_of = role_map.roles.get
     now = _now()
     text_by_id = {t.utterance_id: t.valence for t in text_scores}
@@ -201,6 +205,9 @@ def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, ut
         "processed_at": now,
         "pipeline_version": manifest.pipeline_version,
         "settings_fingerprint": manifest.settings_fingerprint,
+        "non_talk_s": talk.non_talk_s,
+        "overlap_s": talk.overlap_s,
+        "channel_layout": "mono",
     }]
     speaker_turns = [
         {"call_id": call_id, "speaker": label, "role": role_of(label), "start_s": round(seg.start, 3), "end_s": round(seg.end, 3)}
@@ -264,6 +271,9 @@ def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, ut
         "qa_flags": to_table("qa_flags", flag_rows),
         "stage_metrics": to_table("stage_metrics", metrics),
         "audit": to_table("audit", audit),
+        "conversation_metrics": to_table("conversation_metrics", [
+            {"call_id": call_id, "role": role_of(m.speaker), **dataclasses.asdict(m)} for m in talk.speakers
+        ]),
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: conversation_metrics; calls.non_talk_s, calls.overlap_s, calls.channel_layout
 
 CALLS = pa.schema(
     [
@@ -28,6 +28,9 @@ CALLS = pa.schema(
         ("processed_at", pa.timestamp("us", tz="UTC")),
         ("pipeline_version", pa.string()),
         ("settings_fingerprint", pa.string()),
+        ("non_talk_s", pa.float64()),  # nobody speaking (Contact Lens "non-talk time")
+        ("overlap_s", pa.float64()),  # two or more speaking at once
+        ("channel_layout", pa.string()),  # "mono" or "stereo" (one party per channel)
     ]
 )
 
@@ -116,6 +119,22 @@ AUDIT = pa.schema(
     ]
 )
 
+CONVERSATION_METRICS = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("speaker", pa.string()),
+        ("role", pa.string()),
+        ("talk_s", pa.float64()),
+        ("talk_share", pa.float64()),  # of all talk time in the call
+        ("n_turns", pa.int32()),
+        ("n_words", pa.int32()),
+        ("words_per_minute", pa.float64()),  # over this speaker's talk time; null with no words
+        ("interruptions_made", pa.int32()),  # started speaking while another was mid-turn
+        ("interruptions_received", pa.int32()),
+        ("longest_monologue_s", pa.float64()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "calls": CALLS,
     "speaker_turns": SPEAKER_TURNS,
@@ -124,6 +143,7 @@ TABLES: dict[str, pa.Schema] = {
     "qa_flags": QA_FLAGS,
     "stage_metrics": STAGE_METRICS,
     "audit": AUDIT,
+    "conversation_metrics": CONVERSATION_METRICS,
 }
 
 

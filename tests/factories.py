@@ -8,6 +8,7 @@ manifest last), as relative keys under a curated root; ``write_local`` writes th
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import random
@@ -16,10 +17,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyannote.core import Annotation, Segment
 
 from pipeline.layout import manifest_key, table_key
 from pipeline.manifest import CallManifest
 from pipeline.schemas import SCHEMA_VERSION, TABLES, to_table
+from pipeline.stages.attribution import Utterance
+from pipeline.stages.conversation import conversation_metrics
+from pipeline.stages.transcription import Word
 
 AGENT, CUSTOMER = "SPEAKER_00", "SPEAKER_01"
 ROLES = {AGENT: "agent", CUSTOMER: "customer"}
@@ -136,6 +141,15 @@ def make_call_tables(
         )
 
     speech_s = sum(t["end_s"] - t["start_s"] for t in turns)
+    annotation = Annotation(uri=call_id)
+    for t in turns:
+        annotation[Segment(t["start_s"], t["end_s"])] = t["speaker"]
+    spoken = [
+        Utterance(u["utterance_id"], u["speaker"], u["start_s"], u["end_s"],
+                  tuple(Word(u["start_s"], u["end_s"], w, 1.0) for w in u["text"].split()))
+        for u in utterances
+    ]
+    talk = conversation_metrics(annotation, spoken, duration_s)
     calls = [
         {
             "call_id": call_id,
@@ -152,6 +166,9 @@ def make_call_tables(
             "processed_at": processed_at,
             "pipeline_version": "0.1.0",
             "settings_fingerprint": "0123456789ab",
+            "non_talk_s": talk.non_talk_s,
+            "overlap_s": talk.overlap_s,
+            "channel_layout": "mono",
         }
     ]
     stage_metrics = [
@@ -188,6 +205,9 @@ def make_call_tables(
         "qa_flags": flags,
         "stage_metrics": stage_metrics,
         "audit": audit,
+        "conversation_metrics": [
+            {"call_id": call_id, "role": ROLES[m.speaker], **dataclasses.asdict(m)} for m in talk.speakers
+        ],
     }
     return {name: to_table(name, rows[name]) for name in TABLES}
 

@@ -127,3 +127,23 @@ def test_rttm_and_webvtt_writers():
     ]
     vtt = to_webvtt([Utterance(0, "SPEAKER_00", 3661.5, 3662.0, tuple(_words("hi", 3661.5)))], {"SPEAKER_00": "agent"})
     assert vtt.startswith("WEBVTT\n") and "01:01:01.500 --> 01:01:02.000" in vtt and "<v SPEAKER_00 (agent)>hi" in vtt
+
+
+def test_conversation_metrics_talk_share_interruptions_and_pace():
+    from pipeline.stages.conversation import conversation_metrics
+
+    # A talks 0-10, B interrupts at 8 (A goes on 2 s), B until 14; 14-16 nobody; A 16-20; B says "ok" at 19.8.
+    turns = _turns(("A", 0.0, 10.0), ("B", 8.0, 14.0), ("A", 16.0, 20.0), ("B", 19.8, 20.0))
+    utts = [Utterance(0, "A", 0.0, 10.0, tuple(_words("one two three four five six seven eight nine ten", 0.0, step=1.0))),
+            Utterance(1, "B", 8.0, 14.0, tuple(_words("a b c", 8.0, step=1.0)))]
+    m = conversation_metrics(turns, utts, duration_s=25.0)
+    by = {s.speaker: s for s in m.speakers}
+    assert m.non_talk_s == pytest.approx(2.0 + 5.0)  # 14-16 and 20-25
+    assert m.overlap_s == pytest.approx(2.0 + 0.2)
+    assert by["A"].talk_s == pytest.approx(14.0) and by["B"].talk_s == pytest.approx(6.2)
+    assert by["A"].talk_share + by["B"].talk_share == pytest.approx(1.0, abs=1e-3)
+    # B's start at 8 s interrupts (A goes on 2 s); B's "ok" at 19.8 s does not (A ends 0.2 s later).
+    assert (by["B"].interruptions_made, by["A"].interruptions_received) == (1, 1)
+    assert by["A"].interruptions_made == 0 and by["B"].interruptions_received == 0
+    assert by["A"].words_per_minute == pytest.approx(10 / (14.0 / 60), abs=0.05)
+    assert by["A"].longest_monologue_s == pytest.approx(10.0) and by["A"].n_turns == 2
