@@ -32,7 +32,7 @@ def resolve_model_path(path_or_uri: str, settings: Settings) -> Path:
     if not objects:
         raise FileNotFoundError(f"model not found in the store: {path_or_uri}")
     fingerprint = hashlib.sha256(
-        (path_or_uri + "".join(sorted(o.key + o.etag for o in objects))).encode()
+        (f"{bucket}/{prefix}" + "".join(sorted(o.key + o.etag for o in objects))).encode()
     ).hexdigest()[:16]
     root = Path(settings.model_store.cache_dir).expanduser() / fingerprint
     single = len(objects) == 1 and objects[0].key == prefix
