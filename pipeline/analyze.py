@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-from pyannote.core import Annotation
+import numpy as np
+from pyannote.core import Annotation, Timeline
 
 from pipeline import __version__
 from pipeline.manifest import CallManifest
@@ -24,6 +25,7 @@ from pipeline.schemas import SCHEMA_VERSION, to_table
 from pipeline.settings import Settings
 from pipeline.stages import (
     attribution,
+    channels,
     conversation,
     diarization,
     flags,
@@ -72,9 +74,10 @@ class _Timer:
     def run(self, stage: str, fn, *args, **kwargs):
         t0 = time.perf_counter()
         result = fn(*args, **kwargs)
-        self.seconds[stage] = round(time.perf_counter() - t0, 3)
+        spent = time.perf_counter() - t0
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + spent, 3)  # summed over channels
         if self._progress:
-            self._progress(f"{stage}: {self.seconds[stage]:.1f} s")
+            self._progress(f"{stage}: {spent:.1f} s")
         return result
 
 
@@ -111,27 +114,41 @@ def analyze_call(
     manifest.sha256 = audio.info.sha256
     manifest.duration_s = round(audio.duration_s, 3)
 
-    speech = timer.run("speech_activity", speech_activity.detect_speech, audio.samples, audio.sample_rate, settings.vad)
-    if speech.duration() < settings.audio.min_duration_s:
-        return _quarantine(manifest, f"no speech detected in {audio.duration_s:.1f} s of audio", timer)
-
+    layout = channels.detect_layout(audio.channels, audio.sample_rate)
     hints = diarization.SpeakerHints(
         min_speakers=int(metadata.get("min_speakers", 1)), max_speakers=metadata.get("max_speakers")
     )
-    turns = timer.run("diarization", diarization.diarize, audio.samples, audio.sample_rate, speech, settings.diarization, hints)
-    words = timer.run("transcription", transcription.transcribe, audio.samples, audio.sample_rate, speech, settings.transcription)
-    utterances = timer.run("attribution", attribution.build_utterances, words, turns)
-    role_map = timer.run("roles", roles.assign_roles, turns, utterances, metadata)
+    if layout.kind == "stereo":
+        # One party per channel: each channel is analysed alone, then the parties are merged.
+        per_channel = diarization.SpeakerHints(1, settings.diarization.max_speakers_per_channel)
+        parts = [
+            _analyze_part(timer, settings, audio.channels[c], audio.sample_rate, per_channel, c, audio.channels[1 - c])
+            for c in (0, 1)
+        ]
+    else:
+        parts = [_analyze_part(timer, settings, audio.samples, audio.sample_rate, hints, None, None)]
+    speech_s = sum(p.speech.duration() for p in parts) if layout.kind == "mono" else _union_duration(parts)
+    if speech_s < settings.audio.min_duration_s:
+        return _quarantine(manifest, f"no speech detected in {audio.duration_s:.1f} s of audio", timer)
+    turns, utterances, speaker_channel = timer.run("attribution", _merge_parts, parts)
+    role_map = timer.run("roles", roles.assign_roles, turns, utterances, metadata,
+                         speaker_channel if layout.kind == "stereo" else None)
     talk = timer.run("conversation", conversation.conversation_metrics, turns, utterances, audio.duration_s)
 
     consent = Consent.from_metadata(metadata)
     text_scores = timer.run("text_affect", text_affect.score_utterances, utterances) if consent.text_affect else []
     windows = fusion.speaker_windows(turns, settings.affect)
+    voice_scores = [voice_affect.VoiceArousal(None, 0.0)] * len(windows)
     if consent.voice_affect:
-        frames = timer.run("voice_features", voice_affect.extract_frames, audio.samples, audio.sample_rate)
-        voice_scores = timer.run("voice_affect", voice_affect.score_windows, frames, turns, windows)
-    else:
-        voice_scores = [voice_affect.VoiceArousal(None, 0.0)] * len(windows)
+        # Each party's voice is read from its own channel when it has one.
+        for part in parts:
+            own = [i for i, (speaker, _, _) in enumerate(windows) if speaker in part.labels]
+            if not own:
+                continue
+            frames = timer.run("voice_features", voice_affect.extract_frames, part.samples, audio.sample_rate)
+            scores = timer.run("voice_affect", voice_affect.score_windows, frames, turns, [windows[i] for i in own])
+            for i, score in zip(own, scores):
+                voice_scores[i] = score
     affect = timer.run("fusion", fusion.fuse, windows, utterances, text_scores, voice_scores, settings.affect)
     customers = {s for s, r in role_map.roles.items() if r == roles.CUSTOMER}
     call_flags = timer.run("flags", flags.frustration_flags, affect, customers, utterances, settings.flags, call_id)
@@ -140,13 +157,66 @@ def analyze_call(
     manifest.versions = versions
     manifest.stage_seconds = timer.seconds
     tables = _tables(
-        call_id, call_date, manifest, audio, speech.duration(), turns, utterances, text_scores,
-        affect, call_flags, role_map, consent, timer.seconds, versions, talk,
+        call_id, call_date, manifest, audio, speech_s, turns, utterances, text_scores,
+        affect, call_flags, role_map, consent, timer.seconds, versions, talk, layout,
     )
     manifest.tables = {name: t.num_rows for name, t in tables.items()}
     return CallResult(
         manifest=manifest, tables=tables, rttm=to_rttm(turns, call_id), vtt=to_webvtt(utterances, role_map.roles)
     )
+
+
+@dataclass
+class _Part:
+    """What one channel (or the mono mix) yields before the parties are merged."""
+
+    samples: np.ndarray
+    channel: int | None
+    speech: Timeline
+    turns: Annotation
+    words: list[transcription.Word]
+    labels: set[str] = field(default_factory=set)  # final speaker labels, set when merged
+
+
+def _analyze_part(timer, settings: Settings, samples, sample_rate, hints, channel, other) -> _Part:
+    speech = timer.run("speech_activity", speech_activity.detect_speech, samples, sample_rate, settings.vad)
+    if other is not None:
+        speech = channels.drop_crosstalk(speech, samples, other, sample_rate)
+    turns = timer.run("diarization", diarization.diarize, samples, sample_rate, speech, settings.diarization, hints)
+    words = timer.run("transcription", transcription.transcribe, samples, sample_rate, speech, settings.transcription)
+    return _Part(samples, channel, speech, turns, words)
+
+
+def _union_duration(parts: list[_Part]) -> float:
+    union = Timeline([seg for p in parts for seg in p.speech])
+    return union.support().duration()
+
+
+def _merge_parts(parts: list[_Part]) -> tuple[Annotation, list[attribution.Utterance], dict[str, int]]:
+    """One Annotation and utterance list for the call; labels SPEAKER_00.. by first appearance.
+
+    Words are attributed within their own part, so a word on the customer's channel can never
+    be given to the agent during overlapping speech.
+    """
+    firsts = sorted(
+        ((p.turns.label_timeline(label)[0].start, i, label) for i, p in enumerate(parts) for label in p.turns.labels())
+    )
+    rename = {(i, label): f"SPEAKER_{n:02d}" for n, (_, i, label) in enumerate(firsts)}
+    merged = Annotation()
+    utterances: list[attribution.Utterance] = []
+    speaker_channel: dict[str, int] = {}
+    for i, part in enumerate(parts):
+        mapping = {label: rename[(i, label)] for label in part.turns.labels()}
+        part.labels = set(mapping.values())
+        for seg, track, label in part.turns.itertracks(yield_label=True):
+            merged[seg, f"{i}-{track}"] = mapping[label]
+        for u in attribution.build_utterances(part.words, part.turns):
+            utterances.append(dataclasses.replace(u, speaker=mapping.get(u.speaker, u.speaker)))
+        if part.channel is not None:
+            speaker_channel.update({new: part.channel for new in mapping.values()})
+    utterances.sort(key=lambda u: (u.start, u.speaker))
+    utterances = [dataclasses.replace(u, utterance_id=n) for n, u in enumerate(utterances)]
+    return merged, utterances, speaker_channel
 
 
 def _quarantine(manifest: CallManifest, reason: str, timer: _Timer) -> CallResult:
@@ -186,7 +256,7 @@ _STAGE_BACKENDS = {
 
 
 def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, utterances, text_scores,
-            affect, call_flags, role_map, consent, seconds, versions, talk) -> dict[str, pa.Table]:
+            affect, call_flags, role_map, consent, seconds, versions, talk, layout) -> dict[str, pa.Table]:
     role_of = role_map.roles.get
     now = _now()
     text_by_id = {t.utterance_id: t.valence for t in text_scores}
@@ -207,7 +277,7 @@ def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, ut
         "settings_fingerprint": manifest.settings_fingerprint,
         "non_talk_s": talk.non_talk_s,
         "overlap_s": talk.overlap_s,
-        "channel_layout": "mono",
+        "channel_layout": layout.kind,
     }]
     speaker_turns = [
         {"call_id": call_id, "speaker": label, "role": role_of(label), "start_s": round(seg.start, 3), "end_s": round(seg.end, 3)}

@@ -33,9 +33,12 @@ class MediaInfo:
 
 @dataclass(frozen=True)
 class DecodedAudio:
-    samples: np.ndarray  # float32 mono in [-1, 1]
+    samples: np.ndarray  # float32 mono mix in [-1, 1]
     sample_rate: int
     info: MediaInfo
+    # Two-channel sources only: (2, n) float32, each channel as recorded (contact-centre
+    # recorders often put one party on each). None for mono and for more than two channels.
+    channels: np.ndarray | None = None
 
     @property
     def duration_s(self) -> float:
@@ -88,7 +91,8 @@ def decode_audio(
     min_duration_s: float = 0.5,
     max_duration_s: float = 4 * 3600.0,
 ) -> DecodedAudio:
-    """Decode the first audio stream to mono float32 at ``sample_rate``.
+    """Decode the first audio stream to float32 at ``sample_rate``: a mono mix, and both
+    channels as well when the source has exactly two.
 
     Raises MediaError for: empty or non-media files, no audio stream, truncated files (decoded
     much shorter than the container declares), too short or too long recordings.
@@ -99,7 +103,10 @@ def decode_audio(
     if info.declared_duration_s and info.declared_duration_s > max_duration_s:
         raise MediaError(f"too long: {info.declared_duration_s:.0f} s > limit {max_duration_s:.0f} s")
 
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    stereo = info.source_channels == 2
+    # Planar float keeps the two channels apart; FFmpeg's resampler does the downmix otherwise.
+    resampler = av.AudioResampler(format="fltp", layout="stereo" if stereo else "mono", rate=sample_rate)
+    n_out = 2 if stereo else 1
     chunks: list[np.ndarray] = []
     decoded = 0
     max_samples = int(max_duration_s * sample_rate)
@@ -108,27 +115,31 @@ def decode_audio(
             stream = container.streams.audio[0]
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    chunk = out.to_ndarray().reshape(-1)
+                    chunk = out.to_ndarray().reshape(n_out, -1)
                     chunks.append(chunk)
-                    decoded += len(chunk)
+                    decoded += chunk.shape[1]
                 if decoded > max_samples:
                     raise MediaError(f"too long: more than {max_duration_s:.0f} s of audio")
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append(out.to_ndarray().reshape(n_out, -1))
     except av.error.FFmpegError as exc:
         # A decode error after good audio is still a damaged file: refuse rather than guess.
         raise MediaError(f"corrupt audio: {_ffmpeg_reason(exc)}") from None
 
-    samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    planes = np.concatenate(chunks, axis=1).astype(np.float32, copy=False) if chunks else np.zeros((n_out, 0), np.float32)
+    channels = planes if stereo else None
+    samples = planes.mean(axis=0, dtype=np.float32) if stereo else planes[0]
     duration = len(samples) / sample_rate
     if info.declared_duration_s and info.declared_duration_s > 1.0 and duration < 0.9 * info.declared_duration_s:
         raise MediaError(f"truncated: decoded {duration:.1f} s of {info.declared_duration_s:.1f} s declared")
     if duration < min_duration_s:
         raise MediaError(f"too short: {duration:.2f} s of audio (minimum {min_duration_s} s)")
-    if not np.isfinite(samples).all():
+    if not np.isfinite(planes).all():
         raise MediaError("corrupt audio: non-finite samples")
     np.clip(samples, -1.0, 1.0, out=samples)
-    return DecodedAudio(samples=samples, sample_rate=sample_rate, info=info)
+    if channels is not None:
+        np.clip(channels, -1.0, 1.0, out=channels)
+    return DecodedAudio(samples=samples, sample_rate=sample_rate, info=info, channels=channels)
 
 
 def _wav_header_duration(path: Path) -> float | None:

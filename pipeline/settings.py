@@ -71,6 +71,9 @@ class DiarizationSettings:
     window_s: float = 1.5
     hop_s: float = 0.75
     max_speakers: int = 6
+    # Stereo calls (one party per channel): speakers expected on one channel. Raise it where a
+    # supervisor or a conference bridge shares a party's channel.
+    max_speakers_per_channel: int = 1
     # Below this mean silhouette the call is taken to have a single speaker.
     single_speaker_silhouette: float = 0.12
     # Silhouette a third (fourth, ...) speaker must add to be believed.
