@@ -55,8 +55,8 @@ class AudioSettings:
 class VadSettings:
     threshold: float = 0.5
     min_speech_ms: int = 250
-    min_silence_ms: int = 300
-    speech_pad_ms: int = 60
+    min_silence_ms: int = 200
+    speech_pad_ms: int = 30
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,12 @@ class TranscriptionSettings:
     device: str = "auto"  # "auto" (GPU when present), "cpu" or "cuda"
     batch_size: int = 8  # openai-whisper: speech chunks decoded together on GPU
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # fallback ladder
+    # A decode falls back to the next temperature when its text compresses better than this
+    # (repetition loop) or its mean token log-probability is lower; a window whose no-speech
+    # probability is above no_speech_threshold with a low log-probability is dropped as silence.
+    compression_ratio_threshold: float = 2.4
+    logprob_threshold: float = -1.0
+    no_speech_threshold: float = 0.6
     language: str = "en"
     beam_size: int = 5
     compute_type: str = "int8"
