@@ -147,3 +147,12 @@ def test_conversation_metrics_talk_share_interruptions_and_pace():
     assert by["A"].interruptions_made == 0 and by["B"].interruptions_received == 0
     assert by["A"].words_per_minute == pytest.approx(10 / (14.0 / 60), abs=0.05)
     assert by["A"].longest_monologue_s == pytest.approx(10.0) and by["A"].n_turns == 2
+
+
+def test_chunked_mel_frames_equal_resemblyzer_whole_signal():
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(16000 * 7 + 123)).astype(np.float32)
+    whole = diarization._import_resemblyzer().audio.wav_to_mel_spectrogram(x)
+    chunked = diarization._mel_frames(x, chunk_frames=97)  # many chunk borders
+    assert chunked.shape == whole.shape
+    assert np.abs(chunked - whole).max() <= 1e-5 * np.abs(whole).max()

@@ -50,8 +50,30 @@ def model_version() -> str:
     return f"resemblyzer=={version('resemblyzer')}"
 
 
-def _mel_frames(samples: np.ndarray) -> np.ndarray:
-    return _import_resemblyzer().audio.wav_to_mel_spectrogram(samples)  # (n_frames, 40)
+def _mel_frames(samples: np.ndarray, chunk_frames: int = 30_000) -> np.ndarray:
+    """Resemblyzer's mel frames (10 ms hop, centred 25 ms windows), computed in 5-minute chunks.
+
+    Same frames as ``resemblyzer.audio.wav_to_mel_spectrogram`` on the whole signal, but the
+    STFT of an hour-long call never sits in memory at once (it would take ~600 MB).
+    """
+    import librosa
+
+    hp = _import_resemblyzer().hparams
+    hop = int(hp.sampling_rate * hp.mel_window_step / 1000)
+    n_fft = int(hp.sampling_rate * hp.mel_window_length / 1000)
+    n_frames = 1 + len(samples) // hop
+    out = np.empty((n_frames, hp.mel_n_channels), dtype=np.float32)
+    for k0 in range(0, n_frames, chunk_frames):
+        k1 = min(n_frames, k0 + chunk_frames)
+        # Frame k is centred on sample k * hop; zero padding beyond the signal, as librosa does.
+        a, b = k0 * hop - n_fft // 2, (k1 - 1) * hop + n_fft // 2 + n_fft % 2
+        y = samples[max(0, a) : min(len(samples), b)]
+        y = np.pad(y, (max(0, -a), max(0, b - len(samples))))
+        mel = librosa.feature.melspectrogram(
+            y=y, sr=hp.sampling_rate, n_fft=n_fft, hop_length=hop, n_mels=hp.mel_n_channels, center=False
+        )
+        out[k0:k1] = mel.T[: k1 - k0]
+    return out
 
 
 def _windows(speech: Timeline, n_frames: int, hop_frames: int) -> list[tuple[int, int, int]]:
