@@ -158,7 +158,7 @@ def analyze_call(
     manifest.stage_seconds = timer.seconds
     tables = _tables(
         call_id, call_date, manifest, audio, speech_s, turns, utterances, text_scores,
-        affect, call_flags, role_map, consent, timer.seconds, versions, talk, layout,
+        affect, call_flags, role_map, consent, timer.seconds, versions, talk, layout, _stage_info(settings),
     )
     manifest.tables = {name: t.num_rows for name, t in tables.items()}
     return CallResult(
@@ -182,9 +182,20 @@ def _analyze_part(timer, settings: Settings, samples, sample_rate, hints, channe
     speech = timer.run("speech_activity", speech_activity.detect_speech, samples, sample_rate, settings.vad)
     if other is not None:
         speech = channels.drop_crosstalk(speech, samples, other, sample_rate)
-    turns = timer.run("diarization", diarization.diarize, samples, sample_rate, speech, settings.diarization, hints)
+    turns = timer.run("diarization", _diarize, samples, sample_rate, speech, settings, hints)
     words = timer.run("transcription", transcription.transcribe, samples, sample_rate, speech, settings.transcription)
     return _Part(samples, channel, speech, turns, words)
+
+
+def _diarize(samples, sample_rate, speech, settings: Settings, hints) -> Annotation:
+    backend = settings.diarization.backend
+    if backend == "embedded":
+        return diarization.diarize(samples, sample_rate, speech, settings.diarization, hints)
+    if backend == "pyannote":
+        from pipeline.stages import pyannote_diarizer  # torch + pyannote.audio: only when chosen
+
+        return pyannote_diarizer.diarize_pyannote(samples, sample_rate, settings, hints)
+    raise ValueError(f"unknown diarization backend {backend!r} (embedded, pyannote)")
 
 
 def _union_duration(parts: list[_Part]) -> float:
@@ -234,7 +245,7 @@ def _now() -> dt.datetime:
 def _versions(settings: Settings) -> dict[str, str]:
     return {
         "speech_activity": speech_activity.model_version(),
-        "diarization": diarization.model_version(),
+        "diarization": _diarization_version(settings),
         "transcription": transcription.model_version(settings.transcription),
         "text_affect": text_affect.model_version(),
         "voice_affect": voice_affect.model_version(),
@@ -242,21 +253,38 @@ def _versions(settings: Settings) -> dict[str, str]:
     }
 
 
-_STAGE_BACKENDS = {
-    "decode": ("pyav", None),
-    "speech_activity": (speech_activity.BACKEND, "speech_activity"),
-    "diarization": (diarization.BACKEND, "diarization"),
-    "transcription": (transcription.BACKEND, "transcription"),
-    "text_affect": (text_affect.BACKEND, "text_affect"),
-    "voice_features": (voice_affect.BACKEND, "voice_affect"),
-    "voice_affect": (voice_affect.BACKEND, "voice_affect"),
-    "flags": ("rules", "flags"),
-    "conversation": ("rules", None),
-}
+def _diarization_version(settings: Settings) -> str:
+    if settings.diarization.backend == "pyannote":
+        from pipeline.stages import pyannote_diarizer
+
+        return pyannote_diarizer.model_version(settings)
+    return diarization.model_version()
+
+
+def _stage_info(settings: Settings) -> dict[str, tuple[str, str | None, str]]:
+    """stage -> (backend, key into the versions dict, device) for the stage_metrics table."""
+
+    def device(name: str) -> str:
+        import torch
+
+        return "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu"
+
+    d, t = settings.diarization, settings.transcription
+    diarizer = diarization.BACKEND if d.backend == "embedded" else d.backend
+    return {
+        "decode": ("pyav", None, "cpu"),
+        "speech_activity": (speech_activity.BACKEND, "speech_activity", "cpu"),
+        "diarization": (diarizer, "diarization", "cpu" if d.backend == "embedded" else device(d.device)),
+        "transcription": (t.backend, "transcription", device(t.device)),
+        "text_affect": (text_affect.BACKEND, "text_affect", "cpu"),
+        "voice_features": (voice_affect.BACKEND, "voice_affect", "cpu"),
+        "voice_affect": (voice_affect.BACKEND, "voice_affect", "cpu"),
+        "flags": ("rules", "flags", "cpu"),
+    }
 
 
 def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, utterances, text_scores,
-            affect, call_flags, role_map, consent, seconds, versions, talk, layout) -> dict[str, pa.Table]:
+            affect, call_flags, role_map, consent, seconds, versions, talk, layout, info) -> dict[str, pa.Table]:
     role_of = role_map.roles.get
     now = _now()
     text_by_id = {t.utterance_id: t.valence for t in text_scores}
@@ -313,8 +341,8 @@ def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, ut
     metrics = [
         {
             "call_id": call_id, "stage": stage, "seconds": secs, "real_time_factor": round(secs / duration, 5),
-            "device": "cpu", "backend": _STAGE_BACKENDS.get(stage, ("python", None))[0],
-            "model_version": versions.get(_STAGE_BACKENDS.get(stage, (None, None))[1] or "", None),
+            "device": info.get(stage, ("", None, "cpu"))[2], "backend": info.get(stage, ("python", None, ""))[0],
+            "model_version": versions.get(info.get(stage, ("", None, ""))[1] or ""),
         }
         for stage, secs in seconds.items()
     ]

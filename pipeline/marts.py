@@ -35,10 +35,10 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
-import boto3
 import duckdb
 import pyarrow as pa
 
+from pipeline import storage
 from pipeline.layout import parse_manifest_key
 from pipeline.manifest import CallManifest
 from pipeline.quality import CuratedStore
@@ -150,14 +150,10 @@ def _render(sql: str, root: str, sources: dict[str, str]) -> str:
 def _s3_secret_sql(settings: Settings) -> str:
     """A temporary (never persisted) DuckDB secret with boto3's credentials for the curated bucket."""
     s3 = settings.s3
-    creds = boto3.Session(region_name=s3.region).get_credentials()
-    if creds is None and s3.endpoint_url:  # a local endpoint ignores credentials
-        key_id, secret, token = "testing", "testing", None
-    elif creds is None:
+    creds = storage.credentials(s3)
+    if creds is None:
         raise MartsBuildError("no AWS credentials found for the curated bucket (boto3's credential chain)")
-    else:
-        frozen = creds.get_frozen_credentials()
-        key_id, secret, token = frozen.access_key, frozen.secret_key, frozen.token
+    key_id, secret, token = creds
     options = [("TYPE", "s3"), ("KEY_ID", _literal(key_id)), ("SECRET", _literal(secret)), ("REGION", _literal(s3.region))]
     if token:
         options.append(("SESSION_TOKEN", _literal(token)))

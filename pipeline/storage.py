@@ -30,10 +30,32 @@ class ObjectInfo:
     last_modified: datetime
 
 
+def _session(s3: S3Settings) -> boto3.Session:
+    """AWS: boto3's default credential chain. A local endpoint: the AWS_* environment variables
+    or dummy keys, never the full chain, whose last resort asks the EC2 metadata address (a
+    network call off this machine) when no credentials are configured."""
+    if not s3.endpoint_url:
+        return boto3.Session(region_name=s3.region)
+    key = os.environ.get("AWS_ACCESS_KEY_ID")
+    return boto3.Session(
+        aws_access_key_id=key or "testing",
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing") if key else "testing",
+        aws_session_token=os.environ.get("AWS_SESSION_TOKEN") if key else None,
+        region_name=s3.region,
+    )
+
+
+def credentials(s3: S3Settings) -> tuple[str, str, str | None] | None:
+    """(access key, secret, session token) the clients use, for tools that need them (DuckDB)."""
+    creds = _session(s3).get_credentials()
+    if creds is None:
+        return None
+    frozen = creds.get_frozen_credentials()
+    return frozen.access_key, frozen.secret_key, frozen.token
+
+
 def s3_client(s3: S3Settings):
-    session = boto3.Session(region_name=s3.region)
-    if s3.endpoint_url and session.get_credentials() is None:
-        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=s3.region)
+    session = _session(s3)
     # Path-style addressing: bucket names do not resolve as hostnames on a local endpoint.
     config = Config(
         retries={"max_attempts": 5, "mode": "standard"},

@@ -96,3 +96,20 @@ def test_server_as_its_own_process():
             LocalS3(port=server.port).start()
     with pytest.raises(EndpointConnectionError):
         client.list_buckets()
+
+
+def test_local_endpoint_never_walks_the_credential_chain(monkeypatch):
+    # The chain's last resort is the EC2 metadata address, off this machine: it must not be asked.
+    import botocore.credentials
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("credential chain walked for a local endpoint")
+
+    monkeypatch.setattr(botocore.credentials, "create_credential_resolver", refuse)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    local = S3Settings(endpoint_url="http://127.0.0.1:9")
+    assert storage.credentials(local) == ("testing", "testing", None)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    assert storage.credentials(local) == ("k", "s", None)
+    storage.s3_client(local)
