@@ -35,7 +35,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     AIRFLOW_HOME=/opt/airflow \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/airflow/dags \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
-    HF_HUB_OFFLINE=1
+    HF_HUB_OFFLINE=1 \
+    PYANNOTE_METRICS_ENABLED=false
 # FFmpeg's shared libraries for torchcodec (PyAV brings its own).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ffmpeg \

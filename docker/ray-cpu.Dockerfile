@@ -32,7 +32,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
     HOME=/home/ray \
-    HF_HUB_OFFLINE=1
+    HF_HUB_OFFLINE=1 \
+    PYANNOTE_METRICS_ENABLED=false
 # ffmpeg: FFmpeg's shared libraries for torchcodec. wget: KubeRay's liveness/readiness probes.
 # rsync, openssh-client: the Ray cluster launcher copies files into the container with rsync,
 # and the head's autoscaler reaches the workers over SSH.
