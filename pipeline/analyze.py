@@ -26,6 +26,7 @@ from pipeline.settings import Settings
 from pipeline.stages import (
     attribution,
     channels,
+    redaction,
     conversation,
     diarization,
     flags,
@@ -131,6 +132,8 @@ def analyze_call(
     if speech_s < settings.audio.min_duration_s:
         return _quarantine(manifest, f"no speech detected in {audio.duration_s:.1f} s of audio", timer)
     turns, utterances, speaker_channel = timer.run("attribution", _merge_parts, parts)
+    # PII leaves the transcript before anything downstream (affect, flags, tables, VTT) sees it.
+    utterances, redacted = timer.run("redaction", redaction.redact_utterances, utterances, settings.redaction)
     role_map = timer.run("roles", roles.assign_roles, turns, utterances, metadata,
                          speaker_channel if layout.kind == "stereo" else None)
     talk = timer.run("conversation", conversation.conversation_metrics, turns, utterances, audio.duration_s)
@@ -158,7 +161,7 @@ def analyze_call(
     manifest.stage_seconds = timer.seconds
     tables = _tables(
         call_id, call_date, manifest, audio, speech_s, turns, utterances, text_scores,
-        affect, call_flags, role_map, consent, timer.seconds, versions, talk, layout, _stage_info(settings),
+        affect, call_flags, role_map, consent, timer.seconds, versions, talk, layout, _stage_info(settings), redacted,
     )
     manifest.tables = {name: t.num_rows for name, t in tables.items()}
     return CallResult(
@@ -284,7 +287,7 @@ def _stage_info(settings: Settings) -> dict[str, tuple[str, str | None, str]]:
 
 
 def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, utterances, text_scores,
-            affect, call_flags, role_map, consent, seconds, versions, talk, layout, info) -> dict[str, pa.Table]:
+            affect, call_flags, role_map, consent, seconds, versions, talk, layout, info, redacted) -> dict[str, pa.Table]:
     role_of = role_map.roles.get
     now = _now()
     text_by_id = {t.utterance_id: t.valence for t in text_scores}
@@ -361,6 +364,13 @@ def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, ut
                 "performed": bool(allowed), "basis": basis + ("" if inference == "face_expression" else f"={allowed}"),
                 "model": model if allowed else None, "recorded_at": now,
             })
+    kinds = sorted({span.kind for span in redacted})
+    audit.append({
+        "call_id": call_id, "inference": "pii_redaction", "subject": "transcript", "role": None,
+        "performed": bool(redacted),
+        "basis": f"{len(redacted)} span(s) redacted" + (f": {', '.join(kinds)}" if kinds else ""),
+        "model": "rules", "recorded_at": now,
+    })
     return {
         "calls": to_table("calls", calls),
         "speaker_turns": to_table("speaker_turns", speaker_turns),
