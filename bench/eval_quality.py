@@ -1,8 +1,28 @@
-"""Quality of the embedded profile: DER (collar 0.25, pyannote.metrics) and WER on real
-telephone calls (fetched from packages by bench/fetch_real_call.py) and on generated calls
-with telephone band and noise. Prints JSON.
+"""Quality of the pipeline against a known truth: real telephone calls and the generated test set.
 
-    .venv/bin/python bench/eval_quality.py [--synthetic 6] [--out data/eval]
+Runs `analyze_call` + `write_local` on each call and scores what it wrote:
+
+- DER (pyannote.metrics, collar 0.25 total width) and WER (after `normalize_text`); on calls with
+  planted identifiers also WER outside the turns that read them out (a redaction placeholder
+  is not a recognition error);
+- speaker count right (distinct speakers in ``speaker_turns`` = truth);
+- roles right (synthetic calls): each hypothesis speaker maps to the truth speaker it overlaps
+  most; right when the ones mapped to the truth agent all have role ``agent`` in
+  ``speaker_turns`` and the ones mapped to the customer all have ``customer``
+  (`pipeline.evaluation.roles_right`);
+- leaks: any planted identifier (``<call_id>.pii.json``) still in ``transcript.vtt``, in any text
+  column of ``tables/utterances.parquet`` or in ``qa_flags.evidence`` (`find_leaks`).
+
+Reported per call, per condition (e.g. ``3spk-tel-10db-stereo``) and per factor (speakers, SNR,
+channels, overlap). Prints JSON and writes it to OUT/quality.json.
+
+    .venv/bin/python bench/eval_quality.py [--synthetic 1] [--test-set data/testset/manifest.json]
+        [--only 3spk --only 4spk] [--channel-map] [--no-real] [--out data/eval]
+
+``--synthetic N`` generates N calls per condition (12 conditions; about 10 s of analysis per
+call on 2 cores); ``--test-set`` scores a set written by bench/make_test_set.py instead.
+``--channel-map`` gives stereo calls their channel map in the metadata (by default the
+pipeline has to infer which channel is the agent).
 """
 
 from __future__ import annotations
@@ -11,73 +31,183 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
 warnings.filterwarnings("ignore")
 HERE = Path(__file__).resolve().parent
+REAL_CALLS = ("pyannote_sample", "callfriend_know", "callfriend_know.stereo")
+CHANNEL_MAP = {"0": "agent", "1": "customer"}
 
 
-def _score(name, audio, ref_rttm, ref_stm, n_ref_speakers, settings, out: Path, metadata=None) -> dict:
+def _texts(run: Path) -> list[tuple[str, str]]:
+    """(source, text) for every piece of output text a transcript identifier could survive in."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.evaluation import read_vtt_cues
+
+    texts = [("transcript.vtt", c.text) for c in read_vtt_cues(run / "transcript.vtt")]
+    utterances = pq.read_table(run / "tables" / "utterances.parquet")
+    for name in utterances.column_names:
+        if pa.types.is_string(utterances.schema.field(name).type):
+            texts += [(f"utterances.{name}", v) for v in utterances.column(name).to_pylist() if v]
+    flags = run / "tables" / "qa_flags.parquet"
+    if flags.exists():
+        texts += [("qa_flags.evidence", v) for v in pq.read_table(flags).column("evidence").to_pylist() if v]
+    return texts
+
+
+def _hypothesis_speakers(run: Path):
+    """speaker_turns as an Annotation, and each speaker's role."""
+    import pyarrow.parquet as pq
+    from pyannote.core import Annotation, Segment
+
+    rows = pq.read_table(run / "tables" / "speaker_turns.parquet").to_pylist()
+    annotation = Annotation()
+    for r in rows:
+        annotation[Segment(r["start_s"], r["end_s"]), len(annotation)] = r["speaker"]
+    return annotation, {r["speaker"]: r["role"] for r in rows}
+
+
+def score_call(case: dict, settings, out: Path, channel_map: bool) -> dict:
     from pipeline.analyze import analyze_call
-    from pipeline.evaluation import der_from_files, wer_from_files
+    from pipeline.evaluation import der_from_files, find_leaks, load_rttm, roles_right, wer_from_files
     from pipeline.outputs import write_local
 
-    result = analyze_call(audio, name, settings=settings, metadata=metadata)
-    write_local(result, out / name)
+    call_id = case["call_id"]
+    metadata = json.loads(Path(case["metadata"]).read_text()) if case.get("metadata") else {}
+    if channel_map and case.get("stereo"):
+        metadata["channels"] = CHANNEL_MAP
+    started = time.perf_counter()
+    result = analyze_call(Path(case["audio"]), call_id, settings=settings, metadata=metadata)
+    seconds = time.perf_counter() - started
+    run = out / "runs" / call_id
+    write_local(result, run)
+    row = {"call": call_id, "condition": case.get("condition", "real"), "status": result.manifest.status}
     if not result.ok:
-        return {"call": name, "status": result.manifest.status, "reason": result.manifest.reason}
-    der = der_from_files(ref_rttm, out / name / "diarization.rttm", collar=0.25)
-    return {
-        "call": name,
+        return {**row, "reason": result.manifest.reason}
+    der = der_from_files(case["rttm"], run / "diarization.rttm", collar=0.25)
+    hypothesis, roles = _hypothesis_speakers(run)
+    row.update({
         "audio_s": result.manifest.duration_s,
+        "analysis_s": round(seconds, 2),
+        "rtf": round(seconds / result.manifest.duration_s, 4),
         "der": round(der["der"], 4),
         "confusion_s": round(der["confusion"], 2),
         "missed_s": round(der["missed_detection"], 2),
         "false_alarm_s": round(der["false_alarm"], 2),
-        "wer": round(wer_from_files(ref_stm, out / name / "transcript.vtt"), 4),
-        "speakers_ref": n_ref_speakers,
-        "speakers_hyp": result.manifest.tables and len({r["speaker"] for r in result.tables["speaker_turns"].to_pylist()}),
+        "wer": round(wer_from_files(case["stm"], run / "transcript.vtt"), 4),
+        "speakers_ref": case["n_speakers"],
+        "speakers_hyp": len(roles),
+        "roles": roles,
+    })
+    row["speakers_right"] = row["speakers_hyp"] == row["speakers_ref"]
+    if case.get("synthetic"):
+        reference = load_rttm(case["rttm"])[call_id]
+        row["roles_right"] = roles_right(reference, hypothesis, roles)
+    if case.get("pii"):
+        planted = json.loads(Path(case["pii"]).read_text())["identifiers"]
+        spans = [(p["start"], p["end"]) for p in planted]
+        row["wer_outside_pii"] = round(wer_from_files(case["stm"], run / "transcript.vtt", exclude=spans), 4)
+        row["planted"] = [p["kind"] for p in planted]
+        row["leaks"] = [{"kind": leak.kind, "source": leak.source, "text": leak.text}
+                        for leak in find_leaks(_texts(run), planted)]
+    return row
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _rate(flags) -> str | None:
+    flags = [f for f in flags if f is not None]
+    return f"{sum(flags)}/{len(flags)}" if flags else None
+
+
+def summarise(rows: list[dict]) -> dict:
+    ok = [r for r in rows if r["status"] == "ok"]
+    pii = [r for r in ok if "planted" in r]
+    return {
+        "calls": len(rows),
+        "ok": len(ok),
+        "mean_der": _mean(r["der"] for r in ok),
+        "mean_wer": _mean(r["wer"] for r in ok),
+        "mean_wer_outside_pii": _mean(r.get("wer_outside_pii", r["wer"]) for r in ok),
+        "speaker_count_right": _rate(r["speakers_right"] for r in ok),
+        "roles_right": _rate(r.get("roles_right") for r in ok),
+        "pii_calls_leaking": _rate(bool(r["leaks"]) for r in pii),
+        "leaked_identifiers": sum(len({leak["kind"] for leak in r["leaks"]}) for r in pii),
+        "planted_identifiers": sum(len(r["planted"]) for r in pii),
+        "mean_rtf": _mean(r["rtf"] for r in ok),
     }
 
 
+def _factors(case: dict) -> list[str]:
+    return [f"speakers={case['n_speakers']}", f"snr={case['snr_db']:g}dB",
+            f"channels={'stereo' if case['stereo'] else 'mono'}", f"overlap={'yes' if case['overlap'] else 'no'}"]
+
+
+def _real_cases(real_dir: Path) -> list[dict]:
+    if not (real_dir / "pyannote_sample.wav").exists():
+        subprocess.run([sys.executable, str(HERE / "fetch_real_call.py"), "--out", str(real_dir)], check=True)
+    return [{"call_id": name, "audio": real_dir / f"{name}.wav", "rttm": real_dir / f"{name}.rttm",
+             "stm": real_dir / f"{name}.stm", "n_speakers": 2, "stereo": name.endswith(".stereo")}
+            for name in REAL_CALLS if (real_dir / f"{name}.wav").exists()]
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--synthetic", type=int, default=6, help="generated calls per condition")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--synthetic", type=int, default=1, help="generated calls per condition (12 conditions)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-set", help="manifest.json from bench/make_test_set.py (instead of generating)")
+    parser.add_argument("--only", action="append", default=[], help="score only calls whose id contains this")
+    parser.add_argument("--channel-map", action="store_true", help="give stereo calls their channel map")
+    parser.add_argument("--no-real", action="store_true", help="skip the real calls")
     parser.add_argument("--out", default="data/eval")
     args = parser.parse_args()
 
     from pipeline.settings import load_settings
-    from pipeline.synth import generate_call
+    from pipeline.synth import generate_test_set
 
     settings = load_settings()
     out = Path(args.out)
-    real_dir = Path("data/real_call")
-    if not (real_dir / "pyannote_sample.wav").exists():
-        subprocess.run([sys.executable, str(HERE / "fetch_real_call.py"), "--out", str(real_dir)], check=True)
+    started = time.perf_counter()
+    report: dict = {"real": None, "synthetic": None}
+    if not args.no_real:
+        real = [score_call(case, settings, out, args.channel_map) for case in _real_cases(Path("data/real_call"))]
+        report["real"] = {"calls": real, "all": summarise(real)}
 
-    report: dict = {"real": [], "synthetic": {}}
-    for name in ("pyannote_sample", "callfriend_know"):
-        report["real"].append(
-            _score(name, real_dir / f"{name}.wav", real_dir / f"{name}.rttm", real_dir / f"{name}.stm", 2, settings, out)
-        )
-    conditions = {
-        "2spk_tel_20dB": dict(n_speakers=2, snr_db=20.0),
-        "2spk_tel_10dB": dict(n_speakers=2, snr_db=10.0),
-        "3spk_tel_10dB": dict(n_speakers=3, snr_db=10.0),
+    if args.test_set:
+        cases = json.loads(Path(args.test_set).read_text())["calls"]
+    else:
+        root = out / "testset"
+        cases = [c.describe() for c in generate_test_set(root / "media", seed=args.seed, per_condition=args.synthetic,
+                                                         truth_dir=root / "truth")]
+    cases = [{**c, "synthetic": True} for c in cases if not args.only or any(s in c["call_id"] for s in args.only)]
+    rows = []
+    for case in cases:
+        rows.append(score_call(case, settings, out, args.channel_map))
+        print(f"{case['call_id']}: " + ", ".join(f"{k} {rows[-1][k]}" for k in ("der", "wer", "speakers_hyp")
+                                               if k in rows[-1]), file=sys.stderr, flush=True)
+    by_condition: dict[str, list[dict]] = {}
+    by_factor: dict[str, list[dict]] = {}
+    for case, row in zip(cases, rows):
+        by_condition.setdefault(case["condition"], []).append(row)
+        for factor in _factors(case):
+            by_factor.setdefault(factor, []).append(row)
+    report["synthetic"] = {
+        "conditions": {name: summarise(group) for name, group in by_condition.items()},
+        "factors": {name: summarise(group) for name, group in sorted(by_factor.items())},
+        "all": summarise(rows) if rows else None,
+        "calls": rows,
     }
-    for label, kwargs in conditions.items():
-        rows = []
-        for i in range(args.synthetic):
-            call = generate_call(out / "media", f"{label}-{i}", seed=100 + i, telephone=True, **kwargs)
-            rows.append(_score(call.call_id, call.audio_path, call.rttm_path, call.stm_path, call.n_speakers, settings, out))
-        ok = [r for r in rows if "der" in r]
-        report["synthetic"][label] = {
-            "calls": rows,
-            "mean_der": round(sum(r["der"] for r in ok) / len(ok), 4) if ok else None,
-            "mean_wer": round(sum(r["wer"] for r in ok) / len(ok), 4) if ok else None,
-            "speaker_count_right": f"{sum(r['speakers_hyp'] == r['speakers_ref'] for r in ok)}/{len(ok)}",
-        }
+    report["channel_map_given"] = args.channel_map
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
     json.dump(report, sys.stdout, indent=2)
     print()
     return 0

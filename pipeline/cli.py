@@ -159,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "run the nightly job end to end on the local stack with demo calls")
     p.add_argument("--workdir", default="data/demo")
+
+    from pipeline.eval_cli import register as register_eval  # argparse only: cheap
+
+    register_eval(sub)
     return parser
 
 

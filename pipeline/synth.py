@@ -6,6 +6,13 @@ sent through a telephone channel (8 kHz, 300-3400 Hz, μ-law) and mixed with noi
 SNR. Next to the audio go the truth files: RTTM (who spoke when), STM (what was said) and a
 metadata JSON (roles, consent) in the shape the pipeline reads.
 
+Variants for evaluation: stereo (the agent alone on channel 0, everyone else on channel 1, as
+contact-centre recorders store the two legs of a call), planted identifiers (the customer reads
+out a card number, a phone number, an e-mail address and a date of birth; what was planted is
+written to ``<call_id>.pii.json`` so a redaction check knows what must not survive), a long call
+(any number of minutes, written block by block in bounded memory) and a test set over speaker
+count, SNR, channels and overlap (`generate_test_set`).
+
 The customer's frustrated stretch is angry in words *and* in voice (faster, higher, louder), so
 both text valence and voice arousal cues have something real to find.
 
@@ -20,13 +27,14 @@ import json
 import re
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
 from scipy import signal
+from scipy.fft import next_fast_len
 
 # espeak-ng renders MBROLA voices at 16 kHz: the clean speech is built at this rate.
 SPEECH_RATE = 16000
@@ -50,6 +58,8 @@ class Line:
     role: str  # agent | customer | supervisor | customer2
     text: str
     angry: bool = False
+    # (kind, value) of an identifier this line reads out, e.g. ("card", "4539148803436467").
+    identifier: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,9 @@ class Script:
     resolution: tuple[Line, ...]
     closing: tuple[Line, ...]
 
-    def lines(self, n_speakers: int, frustrated: bool) -> list[Line]:
-        out = [*self.opening, *self.complaint]
+    def lines(self, n_speakers: int, frustrated: bool, identify: tuple[Line, ...] = ()) -> list[Line]:
+        """The call's lines; ``identify`` (details read out) goes right after the opening."""
+        out = [*self.opening, *identify, *self.complaint]
         if n_speakers >= 4:
             out += self.second_customer
         out += self.frustrated if frustrated else self.calm
@@ -289,14 +300,32 @@ class Voice:
     name: str  # an espeak-ng voice
     pitch: int = 50  # espeak -p, 0..99
     speed: int = 170  # espeak -s, words per minute
+    # Formant and pitch scale: the rendered audio played at this speed (tempo kept with `speed`),
+    # as if from a longer (< 1) or shorter (> 1) vocal tract: another speaker from the same voice.
+    warp: float = 1.0
+
+    @property
+    def label(self) -> str:
+        """E.g. ``mb-en1 -p48 -s183 warp 0.9``: what the truth records as the speaker's voice."""
+        return f"{self.name} -p{self.pitch} -s{self.speed}" + (f" warp {self.warp:g}" if self.warp != 1.0 else "")
 
 
-# Agent and customer are always one female and one male MBROLA voice, so they are clearly
-# different; the supervisor takes a remaining male voice and the fourth speaker an espeak variant.
+# Agent and customer are always one female and one male MBROLA voice. A third and a fourth speaker
+# must sound like other people to the diarizer's speaker encoder, not just to a listener. Measured
+# with it (Resemblyzer, telephone band, cosine between voice centroids; real different speakers sit
+# near 0.91): mb-us2 and mb-us3 0.94, too close to be two people, and mb-en1 against either
+# 0.87-0.88. A warped voice moves further: mb-en1 at warp 0.9 is 0.81-0.82 from mb-us2/mb-us3,
+# mb-us2 at warp 1.12 0.77 from mb-en1 and 0.84 from mb-us1; the espeak formant voices en-us+f4
+# and en-us+m3 are at most 0.83 from any of them. Pitch alone barely moves the encoder (mb-us2 at
+# -p 45 and -p 70: 0.997), so it only adds variety.
 _FEMALE = Voice("mb-us1", pitch=55, speed=165)
 _MALES = (Voice("mb-us2", pitch=45, speed=170), Voice("mb-us3", pitch=50, speed=175),
           Voice("mb-en1", pitch=48, speed=165))
-_FOURTH = Voice("en-us+f4", pitch=60, speed=165)
+# The supervisor, by the call's main male voice: a male the encoder tells apart from it.
+_SUPERVISOR = {"mb-us2": Voice("mb-en1", pitch=48, speed=183, warp=0.9),
+               "mb-us3": Voice("mb-en1", pitch=48, speed=183, warp=0.9),
+               "mb-en1": Voice("mb-us2", pitch=50, speed=152, warp=1.12)}
+_FOURTH = (Voice("en-us+f4", pitch=60, speed=165), Voice("en-us+m3", pitch=40, speed=160))
 # Anger as espeak can express it: faster, higher and louder than the speaker's calm voice.
 ANGRY_SPEED_GAIN = 1.25
 ANGRY_PITCH = 80
@@ -304,15 +333,108 @@ ANGRY_AMPLITUDE = 150  # espeak -a, default 100
 
 
 def _pick_voices(rng: np.random.Generator, seed: int, n_speakers: int) -> dict[str, Voice]:
+    """A different voice per role; the draws for two speakers are those of earlier releases."""
     males = [_MALES[i] for i in rng.permutation(len(_MALES))]
     # Alternates over consecutive seeds and over the repeats of each script.
     female_agent = (seed + seed // len(SCRIPTS)) % 2 == 1
-    voices = {A: _FEMALE if female_agent else males.pop(0), C: males.pop(0) if female_agent else _FEMALE}
+    main = males.pop(0)
+    voices = {A: _FEMALE if female_agent else main, C: main if female_agent else _FEMALE}
     if n_speakers >= 3:
-        voices[S] = males.pop(0)
+        voices[S] = _SUPERVISOR[main.name]
     if n_speakers >= 4:
-        voices[C2] = _FOURTH
+        fourth = _FOURTH[seed % len(_FOURTH)]
+        # A pitch offset per seed: the same formant voice is not always the same person.
+        voices[C2] = Voice(fourth.name, pitch=fourth.pitch + 6 * (seed % 3 - 1), speed=fourth.speed)
     return voices
+
+
+# ----- planted identifiers -------------------------------------------------------------------
+
+_DIGITS = "zero one two three four five six seven eight nine".split()
+_TEENS = ("ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen "
+          "nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth "
+             "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth "
+             "twentieth").split()
+_MONTHS = ("January February March April May June July August September October November "
+           "December").split()
+_EMAIL_WORDS = (("sunny", "blue", "river", "happy", "silver"), ("fox", "hill", "stone", "lake", "bird"))
+_EMAIL_DOMAINS = ("quickmail.com", "postbox.net", "mailhub.org")
+
+
+def _below_hundred(n: int) -> str:
+    if n < 10:
+        return _DIGITS[n]
+    if n < 20:
+        return _TEENS[n - 10]
+    return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _DIGITS[n % 10])
+
+
+def _digit_groups(digits: str, sizes: tuple[int, ...]) -> str:
+    """'2125550142', (3, 3, 4) -> 'two one two, five five five, zero one four two'."""
+    groups, at = [], 0
+    for size in sizes:
+        groups.append(" ".join(_DIGITS[int(d)] for d in digits[at:at + size]))
+        at += size
+    return ", ".join(groups)
+
+
+def luhn_check_digit(digits: str) -> str:
+    """The digit that makes ``digits + it`` pass the Luhn check card numbers carry."""
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (2 if i % 2 == 0 else 1)  # doubled: every second digit from the check digit
+        total += n - 9 if n > 9 else n
+    return str((10 - total % 10) % 10)
+
+
+def _pii_lines(rng: np.random.Generator) -> tuple[Line, ...]:
+    """The agent asks for details; the customer reads each one out in a line of its own."""
+    day, month, year = int(rng.integers(1, 21)), int(rng.integers(1, 13)), int(rng.integers(1950, 2000))
+    ordinal = _ORDINALS[day - 1]
+    dob = f"{year}-{month:02d}-{day:02d}"
+    phone = str(rng.integers(2, 10)) + "".join(str(d) for d in rng.integers(0, 10, 9))
+    card = "4" + "".join(str(d) for d in rng.integers(0, 10, 14))
+    card += luhn_check_digit(card)
+    first, second = (str(rng.choice(words)) for words in _EMAIL_WORDS)
+    number = int(rng.integers(21, 100))
+    domain = str(rng.choice(_EMAIL_DOMAINS))
+    email = f"{first}.{second}{number}@{domain}"
+    spoken_email = f"{first} dot {second} {_below_hundred(number)} at {domain.replace('.', ' dot ')}"
+    said = {
+        "dob": f"It is the {ordinal} of {_MONTHS[month - 1]}, nineteen {_below_hundred(year - 1900)}.",
+        "phone": f"My number is {_digit_groups(phone, (3, 3, 4))}.",
+        "email": f"It is {spoken_email}.",
+        "card": f"Yes, please. The card number is {_digit_groups(card, (4, 4, 4, 4))}.",
+    }
+    value = {"dob": dob, "phone": phone, "email": email, "card": card}
+    asked = (
+        ("dob", "Before we go on, I need to check a few details. What is your date of birth?"),
+        ("phone", "Thank you. And what is the best phone number to reach you?"),
+        ("email", "Which email address should we send the confirmation to?"),
+        ("card", "Thank you. If you like, I can also take a card payment for the balance now."),
+    )
+    out: list[Line] = []
+    for kind, question in asked:
+        out += [Line(A, question), Line(C, said[kind], identifier=(kind, value[kind]))]
+    return (*out, Line(A, "Thank you, that is everything I need."))
+
+
+@dataclass(frozen=True)
+class PlantedIdentifier:
+    """An identifier said in a call: what a redaction stage must not let through.
+
+    ``value`` is canonical: digits for ``card`` and ``phone``, the address for ``email``,
+    ``YYYY-MM-DD`` for ``dob``. ``text`` is the whole turn as spoken (it is the STM's text).
+    """
+
+    kind: str  # card | phone | email | dob
+    value: str
+    text: str
+    speaker: str
+    start: float
+    end: float
 
 
 @dataclass
@@ -330,6 +452,27 @@ class SyntheticCall:
     duration_s: float
     sample_rate: int
     scenario: str
+    telephone: bool = True
+    snr_db: float | None = None
+    stereo: bool = False
+    overlap: bool = False
+    voices: dict[str, str] = field(default_factory=dict)  # role -> `Voice.label`
+    identifiers: list[PlantedIdentifier] = field(default_factory=list)
+    pii_path: Path | None = None  # <call_id>.pii.json next to the RTTM when identifiers were planted
+    condition: str = ""  # the test-set condition, e.g. "3spk-tel-10db-stereo"
+
+    def describe(self) -> dict:
+        """JSON-ready fields for a test-set manifest (paths as strings, no turns)."""
+        return {
+            "call_id": self.call_id, "condition": self.condition, "audio": str(self.audio_path),
+            "rttm": str(self.rttm_path), "stm": str(self.stm_path), "metadata": str(self.metadata_path),
+            "pii": str(self.pii_path) if self.pii_path else None, "n_speakers": self.n_speakers,
+            "telephone": self.telephone, "snr_db": self.snr_db, "stereo": self.stereo,
+            "overlap": self.overlap, "frustrated": self.frustrated_span is not None,
+            "duration_s": round(self.duration_s, 3), "sample_rate": self.sample_rate,
+            "scenario": self.scenario, "voices": self.voices,
+            "planted": [i.kind for i in self.identifiers],
+        }
 
 
 @dataclass
@@ -339,13 +482,15 @@ class RenderedCall:
     ``speech + noise`` is what is written (then μ-law coded for a telephone WAV, or encoded).
     """
 
-    speech: np.ndarray
+    speech: np.ndarray  # (samples,) mono, or (samples, 2) stereo
     noise: np.ndarray
     sample_rate: int
     turns: list[Turn]
     frustrated_span: tuple[float, float] | None
     scenario: str
     voices: dict[str, str]
+    channel_roles: dict[str, str] | None = None  # stereo: {"0": "agent", "1": "customer"}
+    identifiers: list[PlantedIdentifier] = field(default_factory=list)
 
     @property
     def mix(self) -> np.ndarray:
@@ -380,6 +525,7 @@ def _espeak(text: str, voice: Voice, angry: bool, workdir: Path) -> np.ndarray:
         check=True, capture_output=True,
     )
     audio, rate = sf.read(wav, dtype="float64")
+    rate = round(rate * voice.warp)  # read at another rate: pitch and formants scale by warp
     if rate != SPEECH_RATE:  # plain espeak voices render at 22050 Hz
         g = np.gcd(SPEECH_RATE, rate)
         audio = signal.resample_poly(audio, SPEECH_RATE // g, rate // g)
@@ -399,8 +545,8 @@ def _utterances(lines: list[Line], rng: np.random.Generator) -> list[Line]:
     for i, line in enumerate(lines):
         sentences = _split_sentences(line.text)
         listener = lines[i - 1].role if i > 0 else None
-        if (not line.angry and len(sentences) >= 2 and listener not in (None, line.role)
-                and rng.random() < 0.3):
+        if (not line.angry and line.identifier is None and len(sentences) >= 2
+                and listener not in (None, line.role) and rng.random() < 0.3):
             cut = int(rng.integers(1, len(sentences)))
             out.append(Line(line.role, " ".join(sentences[:cut])))
             out.append(Line(listener, str(rng.choice(BACKCHANNELS))))
@@ -433,6 +579,35 @@ def _noise(rng: np.random.Generator, n: int, rate: int, telephone: bool) -> np.n
     return noise
 
 
+def _sides(roles, stereo: bool) -> list[frozenset[str]]:
+    """Who is heard on each channel: everyone on one, or the agent alone on channel 0."""
+    if not stereo:
+        return [frozenset(roles)]
+    return [frozenset({A}), frozenset(r for r in roles if r != A)]
+
+
+def _side_of(sides: list[frozenset[str]], role: str) -> int:
+    return next(i for i, side in enumerate(sides) if role in side)
+
+
+def _level_and_noise(
+    track: np.ndarray, active: np.ndarray, level: float, snr_db: float | None,
+    rng: np.random.Generator, rate: int, telephone: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Speech scaled to ``level`` RMS over its active samples, and noise at ``snr_db`` below it."""
+    track = track * (level / np.sqrt(np.mean(track[active] ** 2)))
+    noise = np.zeros_like(track)
+    if snr_db is not None:
+        noise = _noise(rng, len(track), rate, telephone)
+        noise *= np.sqrt(np.mean(track[active] ** 2) / 10 ** (snr_db / 10) / np.mean(noise ** 2))
+    return track, noise
+
+
+def _identifiers(lines: list[Line], turns: list[Turn]) -> list[PlantedIdentifier]:
+    return [PlantedIdentifier(line.identifier[0], line.identifier[1], t.text, t.speaker, t.start, t.end)
+            for line, t in zip(lines, turns) if line.identifier is not None]
+
+
 def render_call(
     *,
     seed: int = 0,
@@ -442,8 +617,14 @@ def render_call(
     frustrated: bool = True,
     overlap: bool = False,
     script: str | Script | None = None,
+    stereo: bool = False,
+    pii: bool = False,
 ) -> RenderedCall:
-    """Speak, time and mix one call in memory; `generate_call` writes it with its truth."""
+    """Speak, time and mix one call in memory; `generate_call` writes it with its truth.
+
+    Stereo: the agent alone on channel 0, everyone else on channel 1, each channel through its
+    own phone line, at its own level and with its own noise (the SNR holds per channel).
+    """
     if not 2 <= n_speakers <= 4:
         raise ValueError(f"n_speakers must be 2..4, got {n_speakers}")
     if script is None:
@@ -452,7 +633,9 @@ def render_call(
         script = SCRIPTS_BY_NAME[script]
     rng = np.random.default_rng(seed)
     voices = _pick_voices(rng, seed, n_speakers)
-    lines = _utterances(script.lines(n_speakers, frustrated), rng)
+    # Other generators for the options, so that a seed's plain mono call stays what it was.
+    identify = _pii_lines(np.random.default_rng([seed, 1])) if pii else ()
+    lines = _utterances(script.lines(n_speakers, frustrated, identify), rng)
 
     with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
         clips = [_espeak(line.text, voices[line.role], line.angry, Path(tmp)) for line in lines]
@@ -475,9 +658,11 @@ def render_call(
     starts = [int(rng.uniform(0.4, 1.0) * SPEECH_RATE)]
     for i in range(1, len(clips)):
         starts.append(starts[-1] + len(clips[i - 1]) + int(gaps[i] * SPEECH_RATE))
-    speech = np.zeros(starts[-1] + len(clips[-1]) + int(rng.uniform(0.5, 1.0) * SPEECH_RATE))
+    length = starts[-1] + len(clips[-1]) + int(rng.uniform(0.5, 1.0) * SPEECH_RATE)
+    sides = _sides(voices, stereo)
+    tracks = [np.zeros(length) for _ in sides]
     for line, clip, s in zip(lines, clips, starts):
-        speech[s:s + len(clip)] += gains[line.role] * clip
+        tracks[_side_of(sides, line.role)][s:s + len(clip)] += gains[line.role] * clip
     # Times from sample indices at the speech rate, rounded to ms as RTTM and STM carry them.
     turns = [
         Turn(line.role, round(s / SPEECH_RATE, 3), round((s + len(clip)) / SPEECH_RATE, 3), line.text)
@@ -488,18 +673,24 @@ def render_call(
 
     rate = SPEECH_RATE
     if telephone:
-        speech, rate = _telephone(speech), TELEPHONE_RATE
-    active = _active_mask(turns, len(speech), rate)
-    speech *= SPEECH_ACTIVE_RMS / np.sqrt(np.mean(speech[active] ** 2))
-    noise = np.zeros_like(speech)
-    if snr_db is not None:
-        noise = _noise(rng, len(speech), rate, telephone)
-        noise *= np.sqrt(np.mean(speech[active] ** 2) / 10 ** (snr_db / 10) / np.mean(noise ** 2))
+        tracks, rate = [_telephone(t) for t in tracks], TELEPHONE_RATE
+    side_rng = np.random.default_rng([seed, 2])
+    speech_tracks, noise_tracks = [], []
+    for k, (track, side) in enumerate(zip(tracks, sides)):
+        active = _active_mask([t for t in turns if t.speaker in side], len(track), rate)
+        # The customer's leg comes in quieter than the agent's headset, by up to 6 dB.
+        level = SPEECH_ACTIVE_RMS * (10 ** (side_rng.uniform(-6.0, 0.0) / 20) if k else 1.0)
+        track, noise = _level_and_noise(track, active, level, snr_db, side_rng if k else rng, rate, telephone)
+        speech_tracks.append(track)
+        noise_tracks.append(noise)
+    speech = speech_tracks[0] if not stereo else np.stack(speech_tracks, axis=1)
+    noise = noise_tracks[0] if not stereo else np.stack(noise_tracks, axis=1)
     peak = np.max(np.abs(speech + noise))
     if peak > 0.95:  # the same gain on both keeps the SNR
         speech, noise = speech * (0.95 / peak), noise * (0.95 / peak)
     return RenderedCall(speech, noise, rate, turns, span, script.name,
-                        {role: v.name for role, v in voices.items()})
+                        {role: v.label for role, v in voices.items()},
+                        {"0": A, "1": C} if stereo else None, _identifiers(lines, turns))
 
 
 def _write_audio(mix: np.ndarray, rate: int, path: Path, fmt: str, mulaw: bool) -> None:
@@ -533,6 +724,36 @@ def _stm(call_id: str, turns: list[Turn]) -> str:
     return "".join(f"{call_id} 1 {t.speaker} {t.start:.3f} {t.end:.3f} {t.text}\n" for t in turns)
 
 
+def _write_pii(call_id: str, identifiers: list[PlantedIdentifier], truth_dir: Path) -> Path:
+    path = truth_dir / f"{call_id}.pii.json"
+    path.write_text(json.dumps({"call_id": call_id, "identifiers": [asdict(i) for i in identifiers]},
+                               indent=2) + "\n")
+    return path
+
+
+def _write_truth(call_id: str, turns: list[Turn], truth_dir: Path) -> tuple[Path, Path]:
+    rttm_path = truth_dir / f"{call_id}.rttm"
+    rttm_path.write_text(_rttm(call_id, turns))
+    stm_path = truth_dir / f"{call_id}.stm"
+    stm_path.write_text(_stm(call_id, turns))
+    return rttm_path, stm_path
+
+
+def _write_metadata(out_dir: Path, call_id: str, scenario: str, channel_roles: dict[str, str] | None) -> Path:
+    metadata = {
+        "call_id": call_id,
+        # Roles are not given: the pipeline must infer them (the truth is in the RTTM labels).
+        "consent": {"voice_affect": True, "text_affect": True, "video": False},
+        "source": "synthetic",
+        "scenario": scenario,
+    }
+    if channel_roles is not None:  # what a recorder that knows its legs would say
+        metadata["channels"] = channel_roles
+    path = out_dir / f"{call_id}.json"
+    path.write_text(json.dumps(metadata, indent=2) + "\n")
+    return path
+
+
 def generate_call(
     out_dir: Path,
     call_id: str,
@@ -547,11 +768,18 @@ def generate_call(
     overlap: bool = False,
     mulaw: bool = True,
     truth_dir: Path | None = None,
+    stereo: bool = False,
+    channel_map_in_metadata: bool = False,
+    pii: bool = False,
+    condition: str = "",
 ) -> SyntheticCall:
     """Write ``<call_id>.<fmt>`` and ``<call_id>.json`` to out_dir, ``.rttm``/``.stm`` to truth_dir.
 
     truth_dir defaults to out_dir; the demo keeps the truth apart from what it uploads.
-    μ-law applies to telephone calls only.
+    μ-law applies to telephone calls only. ``stereo`` writes two channels (agent on 0, everyone
+    else on 1); the metadata names them (``"channels": {"0": "agent", "1": "customer"}``) only
+    with ``channel_map_in_metadata``, so by default the pipeline has to work it out. ``pii``
+    has the customer read out identifiers, listed in ``<call_id>.pii.json`` in truth_dir.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
@@ -560,26 +788,171 @@ def generate_call(
     out_dir.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
     rendered = render_call(seed=seed, n_speakers=n_speakers, telephone=telephone, snr_db=snr_db,
-                           frustrated=frustrated, overlap=overlap, script=script)
+                           frustrated=frustrated, overlap=overlap, script=script, stereo=stereo, pii=pii)
     audio_path = out_dir / f"{call_id}.{fmt}"
     _write_audio(rendered.mix, rendered.sample_rate, audio_path, fmt, mulaw and telephone)
-    rttm_path = truth_dir / f"{call_id}.rttm"
-    rttm_path.write_text(_rttm(call_id, rendered.turns))
-    stm_path = truth_dir / f"{call_id}.stm"
-    stm_path.write_text(_stm(call_id, rendered.turns))
-    metadata_path = out_dir / f"{call_id}.json"
-    metadata_path.write_text(json.dumps({
-        "call_id": call_id,
-        # Roles are not given: the pipeline must infer them (the truth is in the RTTM labels).
-        "consent": {"voice_affect": True, "text_affect": True, "video": False},
-        "source": "synthetic",
-        "scenario": rendered.scenario,
-    }, indent=2) + "\n")
+    rttm_path, stm_path = _write_truth(call_id, rendered.turns, truth_dir)
+    metadata_path = _write_metadata(out_dir, call_id, rendered.scenario,
+                                    rendered.channel_roles if channel_map_in_metadata else None)
     return SyntheticCall(
         call_id=call_id, audio_path=audio_path, rttm_path=rttm_path, stm_path=stm_path,
         metadata_path=metadata_path, turns=rendered.turns, frustrated_span=rendered.frustrated_span,
         n_speakers=n_speakers, duration_s=rendered.duration_s, sample_rate=rendered.sample_rate,
-        scenario=rendered.scenario,
+        scenario=rendered.scenario, telephone=telephone, snr_db=snr_db, stereo=stereo, overlap=overlap,
+        voices=rendered.voices, identifiers=rendered.identifiers,
+        pii_path=_write_pii(call_id, rendered.identifiers, truth_dir) if pii else None,
+        condition=condition,
+    )
+
+
+LONG_FORMATS = ("wav", "flac")  # containers soundfile writes a block at a time
+
+
+class _BlockWriter:
+    """Lays clips on a timeline and writes it out a block at a time, each block through the
+    phone line and mixed with noise: memory holds one block, however long the call.
+
+    Levels are fixed by the first block (one gain per channel for the whole call, as a recorder's
+    would be); blocks end in a pause between turns, so filtering them apart leaves no seams.
+    """
+
+    def __init__(self, sink: sf.SoundFile, sides: list[frozenset[str]], gains: dict[str, float],
+                 telephone: bool, snr_db: float | None, seed: int):
+        self.sink, self.sides, self.gains = sink, sides, gains
+        self.telephone, self.snr_db = telephone, snr_db
+        self.rate = TELEPHONE_RATE if telephone else SPEECH_RATE
+        side_rng = np.random.default_rng([seed, 2])
+        self.levels = [SPEECH_ACTIVE_RMS * (10 ** (side_rng.uniform(-6.0, 0.0) / 20) if k else 1.0)
+                       for k in range(len(sides))]
+        self.noise_rngs = [np.random.default_rng([seed, 3, k]) for k in range(len(sides))]
+        self.scale: list[float | None] = [None] * len(sides)
+        self.start = 0  # sample (at SPEECH_RATE) where the pending block begins
+        self.pending: list[tuple[int, np.ndarray, str]] = []
+
+    def place(self, start: int, clip: np.ndarray, role: str) -> None:
+        self.pending.append((start, clip, role))
+
+    def flush(self, end: int) -> None:
+        """Write [start, end) (SPEECH_RATE samples; even, so the 2:1 phone rate lines up)."""
+        n = end - self.start
+        step = SPEECH_RATE // self.rate
+        channels = []
+        for k, side in enumerate(self.sides):
+            track, active = np.zeros(n), np.zeros(n, dtype=bool)
+            for start, clip, role in self.pending:
+                if role in side:
+                    at = start - self.start
+                    track[at:at + len(clip)] += self.gains[role] * clip
+                    active[at:at + len(clip)] = True
+            if self.telephone:
+                track = _telephone(track)
+            active = active[::step][:len(track)]
+            if self.scale[k] is None and active.any():
+                self.scale[k] = self.levels[k] / np.sqrt(np.mean(track[active] ** 2))
+            track = track * (self.scale[k] or 0.0)
+            if self.snr_db is not None:
+                # An FFT-friendly length: a block's own length may have large prime factors.
+                noise = _noise(self.noise_rngs[k], next_fast_len(len(track)), self.rate, self.telephone)[:len(track)]
+                track += noise * (self.levels[k] / 10 ** (self.snr_db / 20) / np.sqrt(np.mean(noise ** 2)))
+            channels.append(np.clip(track, -1.0, 1.0))
+        self.sink.write(channels[0] if len(channels) == 1 else np.stack(channels, axis=1))
+        self.start, self.pending = end, []
+
+
+def generate_long_call(
+    out_dir: Path,
+    call_id: str,
+    *,
+    minutes: float = 30.0,
+    seed: int = 0,
+    n_speakers: int = 2,
+    telephone: bool = True,
+    snr_db: float | None = 20.0,
+    stereo: bool = False,
+    pii: bool = False,
+    fmt: str = "wav",
+    mulaw: bool = True,
+    truth_dir: Path | None = None,
+    block_s: float = 60.0,
+) -> SyntheticCall:
+    """A call of at least ``minutes``, written like `generate_call` (audio, metadata, truth).
+
+    The same agent and customer (and supervisor, second customer) work through one issue after
+    another: the opening once, then the middle of each script in turn, then a closing. One pass
+    past the half-way mark is the frustrated one. Each distinct line is spoken once and reused,
+    and the audio is written block by block, so a 60-minute call takes seconds and little memory.
+    """
+    if fmt not in LONG_FORMATS:
+        raise ValueError(f"fmt must be one of {LONG_FORMATS} for a long call, got {fmt!r}")
+    if not 2 <= n_speakers <= 4:
+        raise ValueError(f"n_speakers must be 2..4, got {n_speakers}")
+    out_dir = Path(out_dir)
+    truth_dir = Path(truth_dir) if truth_dir is not None else out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    voices = _pick_voices(rng, seed, n_speakers)
+    gains = {role: 10 ** (rng.uniform(-4.0, 0.0) / 20) for role in voices}
+    identify = _pii_lines(np.random.default_rng([seed, 1])) if pii else ()
+    sides = _sides(voices, stereo)
+    target, block = int(minutes * 60 * SPEECH_RATE), int(block_s * SPEECH_RATE)
+    clips: dict[tuple[str, str, bool], np.ndarray] = {}
+    turns: list[Turn] = []
+    identifiers: list[PlantedIdentifier] = []
+    angry: list[Turn] = []
+    audio_path = out_dir / f"{call_id}.{fmt}"
+    rate = TELEPHONE_RATE if telephone else SPEECH_RATE
+    subtype = "ULAW" if (mulaw and telephone and fmt == "wav") else "PCM_16"
+
+    with (tempfile.TemporaryDirectory(prefix="synth-") as tmp,
+          sf.SoundFile(audio_path, "w", samplerate=rate, channels=len(sides), subtype=subtype,
+                       format=fmt.upper()) as sink):
+        writer = _BlockWriter(sink, sides, gains, telephone, snr_db, seed)
+        pos = int(rng.uniform(0.4, 1.0) * SPEECH_RATE)
+        frustrated_done, n_pass, closed = False, 0, False
+        while not closed:
+            script = SCRIPTS[(seed + n_pass) % len(SCRIPTS)]
+            closed = pos >= target
+            if closed:
+                lines = list(script.closing)
+            else:
+                frustrated = not frustrated_done and pos >= target // 2
+                frustrated_done |= frustrated
+                body = script.lines(n_speakers, frustrated, identify if n_pass == 0 else ())
+                lines = body[len(script.opening) if n_pass else 0:len(body) - len(script.closing)]
+            for line in _utterances(lines, rng):
+                key = (line.role, line.text, line.angry)
+                if key not in clips:
+                    clips[key] = _espeak(line.text, voices[line.role], line.angry, Path(tmp)).astype(np.float32)
+                clip = clips[key]
+                if turns:  # the pause before this line; a block may end in it
+                    pos += int((rng.uniform(0.2, 0.4) if line.angry else rng.uniform(0.2, 0.8)) * SPEECH_RATE)
+                    if pos - writer.start >= block:
+                        pos += pos % 2
+                        writer.flush(pos)
+                writer.place(pos, clip, line.role)
+                turn = Turn(line.role, round(pos / SPEECH_RATE, 3), round((pos + len(clip)) / SPEECH_RATE, 3),
+                            line.text)
+                turns.append(turn)
+                if line.angry:
+                    angry.append(turn)
+                if line.identifier is not None:
+                    identifiers.append(PlantedIdentifier(*line.identifier, turn.text, turn.speaker,
+                                                         turn.start, turn.end))
+                pos += len(clip)
+            n_pass += 1
+        pos += int(rng.uniform(0.5, 1.0) * SPEECH_RATE)
+        pos += pos % 2
+        writer.flush(pos)
+
+    rttm_path, stm_path = _write_truth(call_id, turns, truth_dir)
+    return SyntheticCall(
+        call_id=call_id, audio_path=audio_path, rttm_path=rttm_path, stm_path=stm_path,
+        metadata_path=_write_metadata(out_dir, call_id, "long_call", None), turns=turns,
+        frustrated_span=(angry[0].start, angry[-1].end) if angry else None, n_speakers=n_speakers,
+        duration_s=pos / SPEECH_RATE, sample_rate=rate, scenario="long_call", telephone=telephone,
+        snr_db=snr_db, stereo=stereo, voices={role: v.label for role, v in voices.items()},
+        identifiers=identifiers, pii_path=_write_pii(call_id, identifiers, truth_dir) if pii else None,
     )
 
 
@@ -602,6 +975,40 @@ def generate_demo_set(out_dir: Path, n_calls: int = 3, seed: int = 0,
                       truth_dir=truth_dir, **_DEMO_VARIANTS[i % len(_DEMO_VARIANTS)])
         for i in range(n_calls)
     ]
+
+
+TEST_SET_SPEAKERS = (2, 3, 4)
+TEST_SET_SNRS_DB = (20.0, 10.0)
+
+
+def test_set_condition(n_speakers: int, snr_db: float, stereo: bool) -> str:
+    """The condition's name, the head of its calls' ids: ``3spk-tel-10db-stereo``."""
+    return f"{n_speakers}spk-tel-{snr_db:.0f}db-{'stereo' if stereo else 'mono'}"
+
+
+def generate_test_set(out_dir: Path, seed: int = 0, per_condition: int = 1, *,
+                      truth_dir: Path | None = None) -> list[SyntheticCall]:
+    """Telephone calls with known truth: 2/3/4 speakers x SNR 20/10 dB x mono/stereo.
+
+    Call ids are ``<condition>[-ov]-<i>``, e.g. ``3spk-tel-10db-stereo-ov-01``: ``-ov`` marks a
+    call with overlapped speaker changes. Half the calls also have identifiers read out
+    (``SyntheticCall.pii_path``). Overlap and identifiers are spread so that even one call per
+    condition has both, with and without, in mono and stereo and at both SNRs. Stereo calls'
+    metadata does not name the channels: the pipeline has to infer which one is the agent.
+    """
+    calls = []
+    grid = [(n, snr, stereo) for n in TEST_SET_SPEAKERS for snr in TEST_SET_SNRS_DB for stereo in (False, True)]
+    for c, (n_speakers, snr_db, stereo) in enumerate(grid):
+        condition = test_set_condition(n_speakers, snr_db, stereo)
+        for i in range(per_condition):
+            overlap = (i + c // 2 + c // 4) % 2 == 1
+            calls.append(generate_call(
+                out_dir, f"{condition}{'-ov' if overlap else ''}-{i:02d}",
+                seed=seed * 1000 + c * per_condition + i, n_speakers=n_speakers, telephone=True,
+                snr_db=snr_db, stereo=stereo, overlap=overlap, pii=(i + c + c // 2) % 2 == 0,
+                frustrated=(c + i) % 3 != 2, truth_dir=truth_dir, condition=condition,
+            ))
+    return calls
 
 
 def write_bad_inputs(out_dir: Path) -> dict[str, Path]:

@@ -12,8 +12,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.evaluation import load_rttm, load_stm
-from pipeline.synth import SyntheticCall, generate_call, generate_demo_set, render_call, write_bad_inputs
+from pipeline.evaluation import identifier_leaked, load_rttm, load_stm
+from pipeline.synth import (
+    SyntheticCall,
+    _pick_voices,
+    generate_call,
+    generate_demo_set,
+    generate_long_call,
+    generate_test_set,
+    luhn_check_digit,
+    render_call,
+    write_bad_inputs,
+)
 
 ANGRY_WORDS = ("ridiculous", "furious", "worst")
 
@@ -201,3 +211,194 @@ def test_bad_inputs(tmp_path):
                           capture_output=True).returncode != 0
     silent, rate = sf.read(paths["silent.wav"])
     assert rate == 16000 and len(silent) == 10 * 16000 and not silent.any()
+
+
+def _db(x: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(x ** 2) + 1e-20)
+
+
+def _alone(turns, i) -> bool:
+    """Turn i overlaps no other turn."""
+    t = turns[i]
+    return all(u.end <= t.start or t.end <= u.start for j, u in enumerate(turns) if j != i)
+
+
+def test_stereo_puts_the_agent_alone_on_channel_0(tmp_path):
+    call = generate_call(tmp_path, "st", seed=5, n_speakers=3, stereo=True, overlap=True, snr_db=20.0)
+    info = sf.info(call.audio_path)
+    assert (info.channels, info.samplerate, info.subtype) == (2, 8000, "ULAW")
+    audio, rate = sf.read(call.audio_path)
+    for i, t in enumerate(call.turns):
+        if not _alone(call.turns, i):
+            continue
+        seg = audio[int(t.start * rate):int(t.end * rate)]
+        own, other = (0, 1) if t.speaker == "agent" else (1, 0)
+        # The other channel carries only its own noise, 20 dB under its leg's mean speech level
+        # (a quiet speaker's turn, pauses included, sits less far above it).
+        assert _db(seg[:, own]) - _db(seg[:, other]) > 6.0, t
+    # Before noise: nothing of the agent on channel 1, nor of anyone else on channel 0 (only the
+    # phone-line filters' tails, over 60 dB down).
+    rendered = render_call(seed=5, n_speakers=3, stereo=True, overlap=True, snr_db=20.0)
+    agent = _mask([t for t in rendered.turns if t.speaker == "agent"], len(rendered.speech), rate)
+    others = _mask([t for t in rendered.turns if t.speaker != "agent"], len(rendered.speech), rate)
+    ch0, ch1 = rendered.speech[:, 0], rendered.speech[:, 1]
+    assert _db(ch1[agent & ~others]) < _db(ch1[others]) - 60
+    assert _db(ch0[others & ~agent]) < _db(ch0[agent]) - 60
+    # The truth is the mono call's; the channel map is only given when asked for.
+    assert rendered.turns == render_call(seed=5, n_speakers=3, overlap=True, snr_db=20.0).turns
+    assert load_rttm(call.rttm_path)[call.call_id].labels() == ["agent", "customer", "supervisor"]
+    assert "channels" not in json.loads(call.metadata_path.read_text())
+    mapped = generate_call(tmp_path, "st-map", seed=6, stereo=True, channel_map_in_metadata=True)
+    assert json.loads(mapped.metadata_path.read_text())["channels"] == {"0": "agent", "1": "customer"}
+
+
+def _mask(turns, n: int, rate: int) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    for t in turns:
+        mask[int(t.start * rate):int(np.ceil(t.end * rate)) + 1] = True
+    return mask
+
+
+def test_stereo_snr_holds_per_channel():
+    rendered = render_call(seed=2, stereo=True, snr_db=10.0)
+    for k, side in ((0, {"agent"}), (1, {"customer"})):
+        active = _mask([t for t in rendered.turns if t.speaker in side], len(rendered.speech), rendered.sample_rate)
+        speech, noise = rendered.speech[:, k], rendered.noise[:, k]
+        assert _db(speech[active]) - _db(noise) == pytest.approx(10.0, abs=0.1)
+
+
+def test_no_two_speakers_in_a_call_share_a_voice():
+    for seed in range(24):
+        for n in (2, 3, 4):
+            voices = _pick_voices(np.random.default_rng(seed), seed, n)
+            assert len({v.name for v in voices.values()}) == n, (seed, n, voices)
+
+
+def test_speaker_encoder_tells_the_four_voices_apart():
+    """The voices of a four-speaker call are further apart, to the diarizer's encoder, than the
+    0.91 cosine at which real different speakers sit (mb-us2 against mb-us3 measured 0.94)."""
+    import warnings
+
+    from scipy import signal
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # webrtcvad's pkg_resources notice
+        from resemblyzer import VoiceEncoder
+
+    encoder = VoiceEncoder(device="cpu", verbose=False)
+    for seed in (0, 1):  # the two male lineups: main voice mb-en1, and mb-us2
+        rendered = render_call(seed=seed, n_speakers=4, snr_db=None)
+        audio = signal.resample_poly(rendered.speech, 2, 1).astype(np.float32)  # 16 kHz for the encoder
+        embeddings = {
+            role: encoder.embed_utterance(np.concatenate(
+                [audio[int(t.start * 16000):int(t.end * 16000)] for t in rendered.turns if t.speaker == role]))
+            for role in rendered.voices
+        }
+        roles = list(embeddings)
+        closest = max(float(embeddings[a] @ embeddings[b]) for i, a in enumerate(roles) for b in roles[i + 1:])
+        assert closest < 0.88, (seed, rendered.voices, closest)
+
+
+_WORD_DIGITS = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine".split())}
+
+
+def test_planted_identifiers_are_what_the_customer_says(tmp_path):
+    call = generate_call(tmp_path, "pii", seed=7, pii=True, snr_db=None)
+    planted = json.loads(call.pii_path.read_text())
+    assert planted["call_id"] == "pii" and call.pii_path == tmp_path / "pii.pii.json"
+    by_kind = {p["kind"]: p for p in planted["identifiers"]}
+    assert set(by_kind) == {"card", "phone", "email", "dob"}
+    stm = {(e.speaker, e.start, e.end): e.text for e in load_stm(call.stm_path)}
+    for p in planted["identifiers"]:
+        assert p["speaker"] == "customer" and stm[(p["speaker"], p["start"], p["end"])] == p["text"]
+        assert identifier_leaked(p["text"], p["kind"], p["value"])
+    for kind, length in (("card", 16), ("phone", 10)):
+        said = "".join(_WORD_DIGITS[w] for w in by_kind[kind]["text"].lower().replace(",", "").rstrip(".").split()
+                       if w in _WORD_DIGITS)
+        assert said == by_kind[kind]["value"] and len(said) == length
+    card = by_kind["card"]["value"]
+    assert luhn_check_digit(card[:-1]) == card[-1]
+    local, domain = by_kind["email"]["value"].split("@")
+    assert by_kind["email"]["text"].startswith(f"It is {local.split('.')[0]} dot ")
+    assert by_kind["email"]["text"].endswith(f"at {domain.replace('.', ' dot ')}.")
+    year, month, day = map(int, by_kind["dob"]["value"].split("-"))
+    assert 1950 <= year <= 1999 and "of " + ("January February March April May June July August September "
+                                             "October November December").split()[month - 1] in by_kind["dob"]["text"]
+    # Nothing of it is said in a call without planted identifiers.
+    plain = generate_call(tmp_path, "plain", seed=7, snr_db=None)
+    assert plain.pii_path is None and not (tmp_path / "plain.pii.json").exists()
+    assert not any(identifier_leaked(e.text, p["kind"], p["value"])
+                   for e in load_stm(plain.stm_path) for p in planted["identifiers"])
+
+
+def test_luhn_check_digit():
+    assert luhn_check_digit("7992739871") == "3"  # the textbook example
+    assert luhn_check_digit("411111111111111") == "1"
+
+
+def test_long_call_is_long_fast_and_streamed(tmp_path):
+    import tracemalloc
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    call = generate_long_call(tmp_path, "long", minutes=30, seed=1)
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    info = sf.info(call.audio_path)
+    assert (info.channels, info.samplerate, info.subtype) == (1, 8000, "ULAW")
+    assert info.duration >= 30 * 60 and info.duration == pytest.approx(call.duration_s, abs=0.01)
+    # About 8 s on an idle machine; a bound for a busy one.
+    assert seconds < 60
+    # The whole call as float64 would be 115 MB at 8 kHz: it is written a block at a time.
+    assert peak < 80 * 2 ** 20
+    turns = call.turns
+    assert all(a.end < b.start for a, b in zip(turns, turns[1:]))
+    assert [t.speaker for t in turns[:1]] == ["agent"] and turns[-1].end <= call.duration_s
+    assert "Thank you for calling" in turns[0].text and len({t.text for t in turns}) < len(turns) / 3
+    start, end = call.frustrated_span
+    assert 0.4 * call.duration_s < start < end < 0.7 * call.duration_s
+    annotation = load_rttm(call.rttm_path)["long"]
+    assert annotation.labels() == ["agent", "customer"] and annotation.get_timeline().extent().end == turns[-1].end
+    assert [(e.start, e.end, e.text) for e in load_stm(call.stm_path)] == [(t.start, t.end, t.text) for t in turns]
+    # The level holds from the first block to the last.
+    audio, rate = sf.read(call.audio_path, start=0, stop=120 * 8000)
+    tail, _ = sf.read(call.audio_path, start=info.frames - 120 * 8000)
+    assert abs(_db(audio) - _db(tail)) < 3.0
+
+
+def test_long_stereo_call_with_identifiers(tmp_path):
+    call = generate_long_call(tmp_path, "long-st", minutes=2, seed=2, n_speakers=3, stereo=True, pii=True,
+                              block_s=20.0)
+    audio, rate = sf.read(call.audio_path)
+    assert audio.shape[1] == 2 and call.duration_s >= 120
+    for i, t in enumerate(call.turns):
+        if _alone(call.turns, i) and t.end - t.start > 1.0:
+            seg = audio[int(t.start * rate):int(t.end * rate)]
+            own, other = (0, 1) if t.speaker == "agent" else (1, 0)
+            assert _db(seg[:, own]) - _db(seg[:, other]) > 6.0, t
+    planted = json.loads(call.pii_path.read_text())["identifiers"]
+    assert [p["kind"] for p in planted] == ["dob", "phone", "email", "card"]  # read out once, early on
+    assert all(p["end"] < 60 for p in planted)
+    assert {t.speaker for t in call.turns} == {"agent", "customer", "supervisor"}
+
+
+@pytest.mark.e2e
+def test_test_set_covers_the_conditions(tmp_path):
+    calls = generate_test_set(tmp_path / "media", seed=0, per_condition=1, truth_dir=tmp_path / "truth")
+    assert len(calls) == 12 and len({c.call_id for c in calls}) == 12
+    conditions = {(c.n_speakers, c.snr_db, c.stereo) for c in calls}
+    assert conditions == {(n, snr, st) for n in (2, 3, 4) for snr in (20.0, 10.0) for st in (False, True)}
+    for c in calls:
+        assert c.call_id.startswith(c.condition) and c.condition == (
+            f"{c.n_speakers}spk-tel-{c.snr_db:.0f}db-{'stereo' if c.stereo else 'mono'}")
+        assert ("-ov-" in c.call_id) == c.overlap
+        assert sf.info(c.audio_path).channels == (2 if c.stereo else 1)
+        assert len(load_rttm(c.rttm_path)[c.call_id].labels()) == c.n_speakers
+        assert (c.pii_path is not None) == bool(c.identifiers)
+        assert json.loads(json.dumps(c.describe()))["condition"] == c.condition
+    # Overlap and identifiers each come with and without, in mono and stereo, at both SNRs.
+    for flag in ("overlap", "identifiers"):
+        for key in ("stereo", "snr_db"):
+            seen = {(getattr(c, key), bool(getattr(c, flag))) for c in calls}
+            assert len(seen) == 4, (flag, key, seen)
