@@ -536,3 +536,37 @@ def test_silence_spans_on_two_channels_and_integer_samples_and_edges():
     assert np.all(out[:, 2080:7120] == 1000)
     assert np.all(stereo == 1000)
     assert np.array_equal(silence_spans(stereo, sr, []), stereo)
+
+
+def test_a_date_answering_a_birth_question_from_the_other_speaker_is_redacted():
+    from pipeline.stages.attribution import Utterance
+    from pipeline.stages.transcription import Word
+
+    def utt(i, speaker, start, text):
+        return Utterance(i, speaker, start, start + 3, tuple(Word(start + k * 0.3, start + k * 0.3 + 0.25, " " + w, 0.9)
+                                                        for k, w in enumerate(text.split())))
+
+    calls = [utt(0, "A", 0.0, "Can I have your date of birth, please?"),
+             utt(1, "C", 4.0, "There is 11th of November, 1999."),
+             utt(2, "A", 8.0, "Thank you. The outage started on the 3rd of March.")]
+    out, spans = redact_utterances(calls, RedactionSettings())
+    assert "1999" not in out[1].text and "November" not in out[1].text and "[DATE_OF_BIRTH]" in out[1].text
+    assert out[2].text == calls[2].text  # a later date with no birth question stays
+    assert [s.kind for s in spans] == ["date_of_birth"]
+
+
+def test_a_garbled_reply_to_an_email_question_is_redacted_but_other_replies_are_not():
+    from pipeline.stages.transcription import Word
+
+    def utt(i, speaker, start, text):
+        return Utterance(i, speaker, start, start + 3, tuple(Word(start + k * 0.3, start + k * 0.3 + 0.25, " " + w, 0.9)
+                                                        for k, w in enumerate(text.split())))
+
+    calls = [utt(0, "A", 0.0, "And what is your email address?"),
+             utt(1, "C", 4.0, "It's happy God's Fox 96, that's quick, mail God's comes."),
+             utt(2, "A", 8.0, "Thanks. Anything else?"),
+             utt(3, "C", 10.0, "No that is all.")]
+    out, spans = redact_utterances(calls, RedactionSettings())
+    assert out[1].text == "It's [EMAIL]."  # trailing punctuation kept
+    assert out[2].text == calls[2].text and out[3].text == calls[3].text
+    assert {s.kind for s in spans} == {"email"}

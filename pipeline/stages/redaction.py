@@ -32,6 +32,8 @@ _MAX_JOIN_GAP_S = 8.0
 _CONTEXT_WORDS = 8  # how far back a "phone" / "account" cue is looked for
 _DOB_SKIP_WORDS = 6  # words between a birth cue and the date ("... is, uh, the ...")
 _DOB_MAX_WORDS = 12  # longest spoken date ("the twenty third of march nineteen eighty five")
+_DOB_ANSWER_WORDS = 25  # a date this soon after a birth cue answers it ("...date of birth?" "It's ...")
+_DOB_ANSWER_S = 15.0
 _EMAIL_WINDOW_WORDS = 12  # words either side of "@" / "at" an address may span
 _EMAIL_BACK_WORDS = 6  # spoken local parts: "john smith eighty five at ..."
 
@@ -429,12 +431,26 @@ def _extend_local_part(s: _Stream, first: int) -> int:
     return k
 
 
-def _dates_of_birth(s: _Stream) -> list[tuple[int, int, str]]:
-    """Dates next to a birth cue: "date of birth is March 3rd 1985", "3/3/85 is my DOB"."""
+def _dates_of_birth(s: _Stream, answers: bool) -> list[tuple[int, int, str]]:
+    """Dates next to a birth cue ("date of birth is March 3rd 1985", "3/3/85 is my DOB"), or
+    the first date that answers one ("Can I have your date of birth?" - "It's the 11th of
+    November, 1999."), within ``_DOB_ANSWER_WORDS`` words and ``_DOB_ANSWER_S`` seconds. Answers
+    are looked for only in the whole call's reading order (``answers``), where the reply follows
+    the question; in one speaker's own words the next date would be a different one."""
     hits = []
     for i, f in enumerate(s.lex):
-        if f.plain in _DOB_CUES:
-            hits += [(a, b, DOB) for a, b in (_date_beside(s, i, 1), _date_beside(s, i, -1)) if a is not None]
+        if f.plain not in _DOB_CUES:
+            continue
+        found = [(a, b) for a, b in (_date_beside(s, i, 1), _date_beside(s, i, -1)) if a is not None]
+        if not found and answers:
+            answer = next(
+                (j for j in range(i + 1, min(len(s.lex), i + 1 + _DOB_ANSWER_WORDS))
+                 if s.lex[j].date_part and s.gap(i, j) <= _DOB_ANSWER_S),
+                None,
+            )
+            if answer is not None:
+                found = [(a, b) for a, b in [_date_beside(s, answer - 1, 1)] if a is not None]
+        hits += [(a, b, DOB) for a, b in found]
     return hits
 
 
@@ -478,6 +494,8 @@ def redact_utterances(
     if not settings.enabled or not utterances:
         return list(utterances), []
     labels = _label(utterances, settings)
+    if settings.emails:
+        _label_email_answers(utterances, labels)
     redacted, spans = [], []
     for u, kinds in zip(utterances, labels):
         if not any(kinds):
@@ -496,6 +514,34 @@ def redact_utterances(
             spans.append(RedactedSpan(u.utterance_id, kind, start, end))
         redacted.append(replace(u, words=tuple(words)))
     return redacted, spans
+
+
+_EMAIL_QUESTION = re.compile(r"\b(e-?mail|email address)\b", re.IGNORECASE)
+_EMAIL_ANSWER_MAX_WORDS = 15
+_EMAIL_ANSWER_MAX_GAP_S = 10.0
+_ANSWER_LEAD = {"it's", "its", "it", "is", "sure", "yes", "yeah", "okay", "ok", "so", "um", "uh", "that's", "my", "email"}
+
+
+def _label_email_answers(utterances: list[Utterance], labels: list[list[str | None]]) -> None:
+    """A short reply to an e-mail question is an address even when ASR garbles it past
+    recognition ("happy dot fox 96 at quickmail dot com" heard as "happy God's Fox 96, that's
+    quick, mail God's comes"): its words after the opening ("it's", "sure") are redacted."""
+    order = sorted(range(len(utterances)), key=lambda k: utterances[k].start)
+    for prev, k in zip(order, order[1:]):
+        question, reply = utterances[prev], utterances[k]
+        if (
+            question.speaker == reply.speaker
+            or not _EMAIL_QUESTION.search(question.text)
+            or len(reply.words) > _EMAIL_ANSWER_MAX_WORDS
+            or reply.start - question.end > _EMAIL_ANSWER_MAX_GAP_S
+            or any(labels[k])
+        ):
+            continue
+        first = 0
+        while first < len(reply.words) and reply.words[first].text.strip().strip(",.").lower() in _ANSWER_LEAD:
+            first += 1
+        for w in range(first, len(reply.words)):
+            labels[k][w] = EMAIL
 
 
 def redact_text(text: str, settings: RedactionSettings) -> tuple[str, list[str]]:
@@ -555,7 +601,7 @@ def _label(utterances: list[Utterance], settings: RedactionSettings) -> list[lis
     for k in order:
         speakers.setdefault(utterances[k].speaker, []).append(k)
     streams = [order] + (list(speakers.values()) if len(speakers) > 1 else [])
-    for utt_order in streams:
+    for n_stream, utt_order in enumerate(streams):
         keys = [(k, w) for k in utt_order for w in range(len(utterances[k].words))]
         s = _Stream(keys, [lex[k][w] for k, w in keys], [digits[k][0][w] for k, w in keys],
                     [digits[k][1][w] for k, w in keys], [utterances[k].words[w] for k, w in keys])
@@ -563,7 +609,7 @@ def _label(utterances: list[Utterance], settings: RedactionSettings) -> list[lis
         if settings.emails:
             hits += _emails(s)
         if settings.dates_of_birth:
-            hits += _dates_of_birth(s)
+            hits += _dates_of_birth(s, answers=n_stream == 0)
         for first, last, kind in hits:
             span = keys[first:last + 1]
             # The listener's "mm-hmm" between two groups of a number stays theirs.
