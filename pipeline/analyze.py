@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import pyarrow as pa
 import numpy as np
 from pyannote.core import Annotation, Timeline
 
-from pipeline import __version__
+from pipeline import __version__, model_store
 from pipeline.manifest import CallManifest
 from pipeline.media import MediaError, decode_audio
 from pipeline.schemas import SCHEMA_VERSION, to_table
@@ -186,7 +187,8 @@ def _analyze_part(timer, settings: Settings, samples, sample_rate, hints, channe
     if other is not None:
         speech = channels.drop_crosstalk(speech, samples, other, sample_rate)
     turns = timer.run("diarization", _diarize, samples, sample_rate, speech, settings, hints)
-    words = timer.run("transcription", transcription.transcribe, samples, sample_rate, speech, settings.transcription)
+    words = timer.run("transcription", transcription.transcribe, samples, sample_rate, speech, settings.transcription,
+                      resolve=functools.partial(model_store.resolve_model_path, settings=settings))
     return _Part(samples, channel, speech, turns, words)
 
 
