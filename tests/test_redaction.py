@@ -538,14 +538,17 @@ def test_silence_spans_on_two_channels_and_integer_samples_and_edges():
     assert np.array_equal(silence_spans(stereo, sr, []), stereo)
 
 
-def test_a_date_answering_a_birth_question_from_the_other_speaker_is_redacted():
-    from pipeline.stages.attribution import Utterance
+def _spoken(i, speaker, start, text):
+    """An utterance whose words are 0.3 s apart."""
     from pipeline.stages.transcription import Word
 
-    def utt(i, speaker, start, text):
-        return Utterance(i, speaker, start, start + 3, tuple(Word(start + k * 0.3, start + k * 0.3 + 0.25, " " + w, 0.9)
-                                                        for k, w in enumerate(text.split())))
+    return Utterance(i, speaker, start, start + 3, tuple(Word(start + k * 0.3, start + k * 0.3 + 0.25, " " + w, 0.9)
+                                                      for k, w in enumerate(text.split())))
 
+
+def test_a_date_answering_a_birth_question_from_the_other_speaker_is_redacted():
+    utt = _spoken
+    from pipeline.stages.attribution import Utterance
     calls = [utt(0, "A", 0.0, "Can I have your date of birth, please?"),
              utt(1, "C", 4.0, "There is 11th of November, 1999."),
              utt(2, "A", 8.0, "Thank you. The outage started on the 3rd of March.")]
@@ -556,12 +559,7 @@ def test_a_date_answering_a_birth_question_from_the_other_speaker_is_redacted():
 
 
 def test_a_garbled_reply_to_an_email_question_is_redacted_but_other_replies_are_not():
-    from pipeline.stages.transcription import Word
-
-    def utt(i, speaker, start, text):
-        return Utterance(i, speaker, start, start + 3, tuple(Word(start + k * 0.3, start + k * 0.3 + 0.25, " " + w, 0.9)
-                                                        for k, w in enumerate(text.split())))
-
+    utt = _spoken
     calls = [utt(0, "A", 0.0, "And what is your email address?"),
              utt(1, "C", 4.0, "It's happy God's Fox 96, that's quick, mail God's comes."),
              utt(2, "A", 8.0, "Thanks. Anything else?"),
