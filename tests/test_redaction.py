@@ -568,3 +568,18 @@ def test_a_garbled_reply_to_an_email_question_is_redacted_but_other_replies_are_
     assert out[1].text == "It's [EMAIL]."  # trailing punctuation kept
     assert out[2].text == calls[2].text and out[3].text == calls[3].text
     assert {s.kind for s in spans} == {"email"}
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("There is 11th of November, 1999.", False),  # the question "date of birth?" was lost to ASR
+    ("It is the 9th of December, 1950. Thank you.", False),
+    ("March 3rd 1960", False),
+    ("I ordered it on the 3rd of March 2024 and it never came.", True),  # a recent date: not a birth date
+    ("The outage started on March 3rd.", True),  # no year
+    ("Since 1999 I have been a customer.", True),  # a year alone
+])
+def test_full_dates_in_birth_years_are_redacted_without_a_cue(text, kept):
+    out, kinds = redact_text(text, RedactionSettings())
+    assert (out == text) is kept, out
+    if not kept:
+        assert kinds == ["date_of_birth"] and not re.search(r"19\d\d", out)

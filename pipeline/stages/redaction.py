@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+from datetime import date
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -34,6 +35,7 @@ _DOB_SKIP_WORDS = 6  # words between a birth cue and the date ("... is, uh, the 
 _DOB_MAX_WORDS = 12  # longest spoken date ("the twenty third of march nineteen eighty five")
 _DOB_ANSWER_WORDS = 25  # a date this soon after a birth cue answers it ("...date of birth?" "It's ...")
 _DOB_ANSWER_S = 15.0
+_MIN_CALLER_AGE = 16  # a full date in a year at least this long ago is read as a birth date
 _EMAIL_WINDOW_WORDS = 12  # words either side of "@" / "at" an address may span
 _EMAIL_BACK_WORDS = 6  # spoken local parts: "john smith eighty five at ..."
 
@@ -456,19 +458,23 @@ def _dates_of_birth(s: _Stream, answers: bool) -> list[tuple[int, int, str]]:
 
 def _date_beside(s: _Stream, cue: int, step: int) -> tuple[int | None, int | None]:
     """The date read after (step 1) or before (step -1) the cue, as first and last positions."""
-    n = len(s.keys)
-
-    def near(a: int, b: int) -> bool:
-        return 0 <= b < n and s.gap(min(a, b), max(a, b)) <= _MAX_JOIN_GAP_S
-
     j = cue + step
-    while near(j - step, j) and abs(j - cue) <= _DOB_SKIP_WORDS and not s.lex[j].date_part \
+    while _near(s, j - step, j) and abs(j - cue) <= _DOB_SKIP_WORDS and not s.lex[j].date_part \
             and s.lex[j].plain in _DOB_SKIP:
         j += step
-    if not near(j - step, j) or not s.lex[j].date_part:
+    if not _near(s, j - step, j) or not s.lex[j].date_part:
         return None, None
+    return _date_from(s, j, step)
+
+
+def _near(s: _Stream, a: int, b: int) -> bool:
+    return 0 <= b < len(s.keys) and s.gap(min(a, b), max(a, b)) <= _MAX_JOIN_GAP_S
+
+
+def _date_from(s: _Stream, j: int, step: int) -> tuple[int | None, int | None]:
+    """The date whose first word (in reading direction) is at j, if it reads as a date."""
     last = k = j
-    while near(k, k + step) and abs(k + step - j) < _DOB_MAX_WORDS:
+    while _near(s, k, k + step) and abs(k + step - j) < _DOB_MAX_WORDS:
         p = k + step
         f = s.lex[p]
         if f.date_part:
@@ -483,6 +489,28 @@ def _date_beside(s: _Stream, cue: int, step: int) -> tuple[int | None, int | Non
             or sum(len(d or "") for d in s.digits[a:b + 1]) >= 4):
         return a, b
     return None, None
+
+
+_YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")
+
+
+def _old_full_dates(s: _Stream, latest_birth_year: int) -> list[tuple[int, int, str]]:
+    """Full calendar dates (day, month and year) in a year only a birth date has: a caller is
+    asked for it, and ASR often garbles the question ("what is your date of birth?" heard as
+    "what did you do?"), so the cue cannot be relied on. Dates of recent years stay."""
+    hits = []
+    for j in range(len(s.lex)):
+        if not s.lex[j].month or (j > 0 and _near(s, j - 1, j) and s.lex[j - 1].date_part):
+            continue  # start at a month ("March 3rd 1960") or the day before it ("3rd of March")
+        a, b = _date_from(s, j, 1)
+        if a is None:
+            continue
+        while a > 0 and _near(s, a - 1, a) and (s.lex[a - 1].date_part or s.lex[a - 1].plain in ("of", "the")):
+            a -= 1  # the day said before the month
+        years = [int(f.plain) for f in s.lex[a:b + 1] if _YEAR.match(f.plain)]
+        if years and all(y <= latest_birth_year for y in years) and b > a:
+            hits.append((a, b, DOB))
+    return hits
 
 
 # ---------------------------------------------------------------- public API
@@ -610,6 +638,8 @@ def _label(utterances: list[Utterance], settings: RedactionSettings) -> list[lis
             hits += _emails(s)
         if settings.dates_of_birth:
             hits += _dates_of_birth(s, answers=n_stream == 0)
+            if n_stream == 0:
+                hits += _old_full_dates(s, date.today().year - _MIN_CALLER_AGE)
         for first, last, kind in hits:
             span = keys[first:last + 1]
             # The listener's "mm-hmm" between two groups of a number stays theirs.
