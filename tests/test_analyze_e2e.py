@@ -96,3 +96,20 @@ def test_unusable_inputs_exit_2_with_reason_and_quarantined_manifest(tmp_path):
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["status"] == "quarantined" and reason in manifest["reason"]
         assert not (out / "tables").exists()
+
+
+@pytest.mark.parametrize("seed, stereo", [(0, False), (3, True)])
+def test_planted_identifiers_never_reach_the_outputs(tmp_path, seed, stereo):
+    from pipeline.analyze import analyze_call
+    from pipeline.evaluation import find_leaks
+    from pipeline.settings import Settings
+
+    call = generate_call(tmp_path, f"pii{seed}", seed=seed, n_speakers=2, snr_db=20.0, stereo=stereo, pii=True)
+    planted = json.loads(call.pii_path.read_text())["identifiers"]
+    assert {p["kind"] for p in planted} == {"card", "phone", "email", "dob"}
+    result = analyze_call(call.audio_path, call.call_id, settings=Settings())
+    assert result.ok
+    texts = [("vtt", result.vtt)] + [("utterances", u["text"]) for u in result.tables["utterances"].to_pylist()]
+    assert find_leaks(texts, planted) == []
+    audit = [a for a in result.tables["audit"].to_pylist() if a["inference"] == "pii_redaction"]
+    assert audit and audit[0]["performed"]

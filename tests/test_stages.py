@@ -156,3 +156,25 @@ def test_chunked_mel_frames_equal_resemblyzer_whole_signal():
     chunked = diarization._mel_frames(x, chunk_frames=97)  # many chunk borders
     assert chunked.shape == whole.shape
     assert np.abs(chunked - whole).max() <= 1e-5 * np.abs(whole).max()
+
+
+def test_voice_frames_in_chunks_equal_one_pass():
+    from pipeline.stages import voice_affect
+
+    rng = np.random.default_rng(0)
+    t = np.arange(16000 * 25) / 16000
+    x = (0.3 * np.sin(2 * np.pi * (150 + 30 * np.sin(t)) * t) * (rng.random(len(t)) > 0.2) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+    whole = voice_affect.extract_frames(x, 16000, chunk_s=1e9)
+    chunked = voice_affect.extract_frames(x, 16000, chunk_s=7.0)
+    assert len(chunked.loudness) == len(whole.loudness)
+    assert np.allclose(chunked.loudness, whole.loudness) and np.allclose(chunked.f0_semitones, whole.f0_semitones)
+
+
+def test_turn_index_matches_annotation_overlap():
+    turns = _turns(("A", 0.0, 2.0), ("B", 1.5, 4.0), ("A", 6.0, 7.0))
+    index = attribution.TurnIndex(turns)
+    assert index.speaker_of(Word(1.4, 1.9, "x", 1.0)) == "A"  # 0.5 s with A, 0.4 s with B
+    assert index.speaker_of(Word(1.6, 2.4, "x", 1.0)) == "B"
+    assert index.speaker_of(Word(4.5, 4.8, "x", 1.0)) == "B"  # nearest turn, 0.5 s away
+    assert index.speaker_of(Word(5.2, 5.3, "x", 1.0)) == "A"
+    assert index.speaker_of(Word(9.0, 9.2, "x", 1.0)) == attribution.UNKNOWN_SPEAKER

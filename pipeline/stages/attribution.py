@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyannote.core import Annotation, Segment
+import numpy as np
+from pyannote.core import Annotation
 
 from pipeline.stages.transcription import Word
 
@@ -28,27 +29,44 @@ class Utterance:
         return sum(w.probability for w in self.words) / len(self.words)
 
 
+class TurnIndex:
+    """Speaker turns as arrays, so attributing a word is one vectorised pass (an hour-long call
+    has thousands of turns and words; cropping an Annotation per word took ~20 s)."""
+
+    def __init__(self, turns: Annotation):
+        tracks = [(seg.start, seg.end, label) for seg, _, label in turns.itertracks(yield_label=True)]
+        self.starts = np.array([t[0] for t in tracks], dtype=np.float64)
+        self.ends = np.array([t[1] for t in tracks], dtype=np.float64)
+        self.labels = [t[2] for t in tracks]
+
+    def speaker_of(self, word: Word, max_distance_s: float = 1.0) -> str:
+        if not self.labels:
+            return UNKNOWN_SPEAKER
+        end = max(word.end, word.start + 1e-3)
+        overlap = np.minimum(self.ends, end) - np.maximum(self.starts, word.start)
+        if overlap.max() > 0:
+            per_label: dict[str, float] = {}
+            for i in np.flatnonzero(overlap > 0):
+                per_label[self.labels[i]] = per_label.get(self.labels[i], 0.0) + float(overlap[i])
+            return max(per_label, key=per_label.get)
+        # A word Whisper placed just outside any turn (VAD padding differs): take the nearest turn.
+        distance = np.maximum(np.maximum(self.starts - word.end, word.start - self.ends), 0.0)
+        nearest = int(np.argmin(distance))
+        return self.labels[nearest] if distance[nearest] <= max_distance_s else UNKNOWN_SPEAKER
+
+
 def speaker_of(word: Word, turns: Annotation, max_distance_s: float = 1.0) -> str:
-    window = Segment(word.start, max(word.end, word.start + 1e-3))
-    cropped = turns.crop(window, mode="intersection")
-    if len(cropped):
-        return max(cropped.labels(), key=cropped.label_duration)
-    # A word Whisper placed just outside any turn (VAD padding differs): take the nearest turn.
-    best, best_distance = UNKNOWN_SPEAKER, max_distance_s
-    for segment, _, label in turns.itertracks(yield_label=True):
-        distance = max(segment.start - word.end, word.start - segment.end, 0.0)
-        if distance <= best_distance:
-            best, best_distance = label, distance
-    return best
+    return TurnIndex(turns).speaker_of(word, max_distance_s)
 
 
 def build_utterances(words: list[Word], turns: Annotation, max_pause_s: float = 1.0) -> list[Utterance]:
     """Consecutive words of one speaker form an utterance; a speaker change or a long pause splits."""
+    index = TurnIndex(turns)
     utterances: list[Utterance] = []
     current: list[Word] = []
     current_speaker = None
     for word in sorted(words, key=lambda w: w.start):
-        speaker = speaker_of(word, turns)
+        speaker = index.speaker_of(word)
         if current and (speaker != current_speaker or word.start - current[-1].end > max_pause_s):
             utterances.append(_utterance(len(utterances), current_speaker, current))
             current = []

@@ -49,12 +49,19 @@ def model_version() -> str:
     return f"opensmile=={version('opensmile')} eGeMAPSv02"
 
 
-def extract_frames(samples: np.ndarray, sample_rate: int) -> VoiceFrames:
-    frames = _smile().process_signal(samples, sample_rate)
-    return VoiceFrames(
-        loudness=frames["Loudness_sma3"].to_numpy(np.float32),
-        f0_semitones=frames["F0semitoneFrom27.5Hz_sma3nz"].to_numpy(np.float32),
-    )
+def extract_frames(samples: np.ndarray, sample_rate: int, chunk_s: float = 300.0, context_s: float = 1.0) -> VoiceFrames:
+    """eGeMAPS descriptors every 10 ms, extracted in chunks (with a second of context on both
+    sides, dropped again) so an hour-long call never passes through openSMILE in one piece."""
+    hop = int(round(_FRAME_S * sample_rate))
+    chunk, context = int(chunk_s * sample_rate) // hop * hop, int(context_s * sample_rate) // hop * hop
+    loudness, pitch = [], []
+    for start in range(0, len(samples), chunk):
+        begin = max(0, start - context)
+        frames = _smile().process_signal(samples[begin : start + chunk + context], sample_rate)
+        keep = slice((start - begin) // hop, (start - begin) // hop + chunk // hop)
+        loudness.append(frames["Loudness_sma3"].to_numpy(np.float32)[keep])
+        pitch.append(frames["F0semitoneFrom27.5Hz_sma3nz"].to_numpy(np.float32)[keep])
+    return VoiceFrames(loudness=np.concatenate(loudness), f0_semitones=np.concatenate(pitch))
 
 
 def _speaker_mask(frames: VoiceFrames, turns: Annotation, speaker: str) -> np.ndarray:
