@@ -65,10 +65,7 @@ def recording_from_dict(data: dict | RawRecording) -> RawRecording:
 
 def settings_from_dict(data: dict | Settings) -> Settings:
     """Inverse of Settings.to_dict (settings travel to Ray tasks as plain data)."""
-    if isinstance(data, Settings):
-        return data
-    hints = typing.get_type_hints(Settings)
-    return Settings(**{section: hints[section](**values) for section, values in data.items()})
+    return data if isinstance(data, Settings) else Settings.from_dict(data)
 
 
 def _manifest_prefix(settings: Settings) -> str:

@@ -189,6 +189,16 @@ class Settings:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: typing.Mapping[str, typing.Mapping]) -> "Settings":
+        """Inverse of to_dict, also after a JSON round trip (lists back to tuples, etc.)."""
+        hints = typing.get_type_hints(cls)
+        settings = cls()
+        for section, values in data.items():
+            updated = _apply(hints[section], getattr(settings, section), dict(values), section)
+            settings = dataclasses.replace(settings, **{section: updated})
+        return settings
+
     def fingerprint(self) -> str:
         """Short hash of everything that can change an analysis result (recorded per call)."""
         analysis = {k: v for k, v in self.to_dict().items() if k not in ("s3", "ray", "marts", "retention", "schedule", "model_store")}
