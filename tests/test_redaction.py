@@ -574,6 +574,7 @@ def test_a_garbled_reply_to_an_email_question_is_redacted_but_other_replies_are_
     ("There is 11th of November, 1999.", False),  # the question "date of birth?" was lost to ASR
     ("It is the 9th of December, 1950. Thank you.", False),
     ("March 3rd 1960", False),
+    ("But in the 18th of October, 19, one, two, three.", False),  # a year ASR read out in pieces
     ("I ordered it on the 3rd of March 2024 and it never came.", True),  # a recent date: not a birth date
     ("The outage started on March 3rd.", True),  # no year
     ("Since 1999 I have been a customer.", True),  # a year alone

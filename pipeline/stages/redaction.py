@@ -508,6 +508,9 @@ def _old_full_dates(s: _Stream, latest_birth_year: int) -> list[tuple[int, int, 
         while a > 0 and _near(s, a - 1, a) and (s.lex[a - 1].date_part or s.lex[a - 1].plain in ("of", "the")):
             a -= 1  # the day said before the month
         years = [int(f.plain) for f in s.lex[a:b + 1] if _YEAR.match(f.plain)]
+        if not years:  # a year read out in pieces: "October, 19, one, two, three"
+            after_month = "".join(d or "" for d in s.digits[j + 1 : b + 1])
+            years = [int(after_month[:4])] if _YEAR.match(after_month[:4]) else []
         if years and all(y <= latest_birth_year for y in years) and b > a:
             hits.append((a, b, DOB))
     return hits
