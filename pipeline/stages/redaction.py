@@ -507,6 +507,8 @@ def _old_full_dates(s: _Stream, latest_birth_year: int) -> list[tuple[int, int, 
             continue
         while a > 0 and _near(s, a - 1, a) and (s.lex[a - 1].date_part or s.lex[a - 1].plain in ("of", "the")):
             a -= 1  # the day said before the month
+        while a < j and s.lex[a].plain in ("of", "the"):
+            a += 1  # "on the [DATE]": the article stays
         years = [int(f.plain) for f in s.lex[a:b + 1] if _YEAR.match(f.plain)]
         if not years:  # a year read out in pieces: "October, 19, one, two, three"
             after_month = "".join(d or "" for d in s.digits[j + 1 : b + 1])
