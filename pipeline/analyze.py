@@ -351,21 +351,20 @@ def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, ut
         }
         for stage, secs in seconds.items()
     ]
-    audit = []
-    for speaker in sorted(turns.labels()):
-        for inference, allowed, model in (
-            ("text_valence", consent.text_affect, versions["text_affect"]),
-            ("voice_arousal", consent.voice_affect, versions["voice_affect"]),
-            ("face_expression", False, None),
-        ):
-            basis = f"consent.{inference.split('_')[0] if inference != 'face_expression' else 'video'}"
-            if inference == "face_expression":
-                basis = "no video stream" if not audio.info.has_video else "vision stage not enabled"
-            audit.append({
-                "call_id": call_id, "inference": inference, "subject": speaker, "role": role_of(speaker),
-                "performed": bool(allowed), "basis": basis + ("" if inference == "face_expression" else f"={allowed}"),
-                "model": model if allowed else None, "recorded_at": now,
-            })
+    no_face = "no video stream" if not audio.info.has_video else "vision stage not enabled"
+    inferences = (  # (what, performed, why, model)
+        ("text_valence", consent.text_affect, f"consent.text_affect={consent.text_affect}", versions["text_affect"]),
+        ("voice_arousal", consent.voice_affect, f"consent.voice_affect={consent.voice_affect}", versions["voice_affect"]),
+        ("face_expression", False, no_face, None),
+    )
+    audit = [
+        {
+            "call_id": call_id, "inference": inference, "subject": speaker, "role": role_of(speaker),
+            "performed": performed, "basis": basis, "model": model if performed else None, "recorded_at": now,
+        }
+        for speaker in sorted(turns.labels())
+        for inference, performed, basis, model in inferences
+    ]
     kinds = sorted({span.kind for span in redacted})
     audit.append({
         "call_id": call_id, "inference": "pii_redaction", "subject": "transcript", "role": None,

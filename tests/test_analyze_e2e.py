@@ -113,3 +113,19 @@ def test_planted_identifiers_never_reach_the_outputs(tmp_path, seed, stereo):
     assert find_leaks(texts, planted) == []
     audit = [a for a in result.tables["audit"].to_pylist() if a["inference"] == "pii_redaction"]
     assert audit and audit[0]["performed"]
+
+
+def test_no_consent_no_inference_and_the_audit_says_why(analysed):
+    from pipeline.analyze import analyze_call
+    from pipeline.settings import Settings
+
+    call, _, _ = analysed
+    result = analyze_call(call.audio_path, "noconsent", settings=Settings(),
+                          metadata={"consent": {"voice_affect": False, "text_affect": True}})
+    affect = result.tables["speaker_affect"].to_pylist()
+    assert affect and all(row["voice_arousal"] is None and "voice" not in row["modalities"] for row in affect)
+    assert any(row["text_valence"] is not None for row in affect)
+    audit = {(a["inference"], a["subject"]): a for a in result.tables["audit"].to_pylist()}
+    voice = [a for (inference, _), a in audit.items() if inference == "voice_arousal"]
+    assert voice and all(not a["performed"] and a["basis"] == "consent.voice_affect=False" and a["model"] is None for a in voice)
+    assert all(a["performed"] for (inference, _), a in audit.items() if inference == "text_valence")
