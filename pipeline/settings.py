@@ -131,9 +131,9 @@ class ModelStoreSettings:
 class AffectSettings:
     window_s: float = 5.0
     hop_s: float = 2.5
-    # Weights of the late fusion when both modalities are present (renormalised when one is absent).
+    # Weight of text evidence against the neutral prior in the fused valence (the voice gives
+    # arousal only until a trained valence head exists).
     text_valence_weight: float = 0.7
-    voice_valence_weight: float = 0.3
 
 
 @dataclass(frozen=True)
