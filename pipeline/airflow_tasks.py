@@ -212,6 +212,16 @@ def nightly_report(batches: list[dict], gate: dict, marts: dict) -> dict:
             """select call_id, speaker, role, round(start_s, 2), round(end_s, 2), round(score, 3), round(confidence, 3)
                from mart_qa_flags join run_calls using (call_id, call_date) order by score_rank"""
         ).fetchall()
+        faces = con.execute(
+            """select call_id, track_id, speaker, role, round(link_confidence, 2), round(on_screen_s, 1)
+               from fct_face_tracks join run_calls using (call_id, call_date) order by call_id, track_id"""
+        ).fetchall()
+    per_call_faces: dict[str, list[dict]] = {}
+    for call_id, track_id, speaker, role, link_confidence, on_screen_s in faces:
+        per_call_faces.setdefault(call_id, []).append({
+            "track_id": track_id, "speaker": speaker, "role": role, "link_confidence": link_confidence,
+            "on_screen_s": on_screen_s,
+        })
     per_call_speakers: dict[str, list[dict]] = {}
     for call_id, speaker, role, talk_s in speakers:
         per_call_speakers.setdefault(call_id, []).append({"speaker": speaker, "role": role, "talk_s": talk_s})
@@ -226,6 +236,7 @@ def nightly_report(batches: list[dict], gate: dict, marts: dict) -> dict:
                 "duration_s": duration_s,
                 "num_speakers": num_speakers,
                 "speakers": per_call_speakers.get(call_id, []),
+                "faces": per_call_faces.get(call_id, []),
             }
         )
         if loaded:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import pyarrow as pa
 import numpy as np
 from pyannote.core import Annotation, Timeline
 
-from pipeline import __version__, model_store
+from pipeline import __version__, model_store, vision
 from pipeline.manifest import CallManifest
 from pipeline.media import MediaError, decode_audio
 from pipeline.schemas import SCHEMA_VERSION, to_table
@@ -82,6 +83,13 @@ class _Timer:
             self._progress(f"{stage}: {spent:.1f} s")
         return result
 
+    def record(self, seconds: dict[str, float]) -> None:
+        """Add sub-stage times measured inside a stage (the vision pass times its own parts)."""
+        for stage, spent in seconds.items():
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + spent, 3)
+            if self._progress:
+                self._progress(f"{stage}: {spent:.1f} s")
+
 
 def analyze_call(
     media_path: str | Path,
@@ -92,7 +100,10 @@ def analyze_call(
     metadata: dict | None = None,
     source_uri: str | None = None,
     progress: Callable[[str], None] | None = None,
+    clip: vision.ClipModel | None = None,
 ) -> CallResult:
+    """Analyse one recording. ``clip`` is a shared heavy clip model (the batch's actor); without
+    it the one configured in ``settings.vision.clip_model`` (if any) is loaded in-process."""
     metadata = metadata or {}
     call_date = call_date or metadata.get("call_date") or dt.date.today().isoformat()
     manifest = CallManifest(
@@ -140,6 +151,9 @@ def analyze_call(
     talk = timer.run("conversation", conversation.conversation_metrics, turns, utterances, audio.duration_s)
 
     consent = Consent.from_metadata(metadata)
+    faces, face_basis = _run_vision(media_path, audio.info.has_video, turns, settings, consent, timer, clip)
+    if faces is not None and faces.error:
+        manifest.warnings.append(f"video: {faces.error}; faces read from the part before it")
     text_scores = timer.run("text_affect", text_affect.score_utterances, utterances) if consent.text_affect else []
     windows = fusion.speaker_windows(turns, settings.affect)
     voice_scores = [voice_affect.VoiceArousal(None, 0.0)] * len(windows)
@@ -153,16 +167,18 @@ def analyze_call(
             scores = timer.run("voice_affect", voice_affect.score_windows, frames, turns, [windows[i] for i in own])
             for i, score in zip(own, scores):
                 voice_scores[i] = score
-    affect = timer.run("fusion", fusion.fuse, windows, utterances, text_scores, voice_scores, settings.affect)
+    face_scores = vision.face_evidence(windows, faces, settings.vision.sample_fps)
+    affect = timer.run("fusion", fusion.fuse, windows, utterances, text_scores, voice_scores, settings.affect, face_scores)
     customers = {s for s, r in role_map.roles.items() if r == roles.CUSTOMER}
     call_flags = timer.run("flags", flags.frustration_flags, affect, customers, utterances, settings.flags, call_id)
 
-    versions = _versions(settings)
+    versions = _versions(settings) | (faces.versions if faces is not None else {})
     manifest.versions = versions
     manifest.stage_seconds = timer.seconds
     tables = _tables(
         call_id, call_date, manifest, audio, speech_s, turns, utterances, text_scores,
         affect, call_flags, role_map, consent, timer.seconds, versions, talk, layout, _stage_info(settings), redacted,
+        faces, face_basis,
     )
     manifest.tables = {name: t.num_rows for name, t in tables.items()}
     return CallResult(
@@ -190,6 +206,20 @@ def _analyze_part(timer, settings: Settings, samples, sample_rate, hints, channe
     words = timer.run("transcription", transcription.transcribe, samples, sample_rate, speech, settings.transcription,
                       resolve=functools.partial(model_store.resolve_model_path, settings=settings))
     return _Part(samples, channel, speech, turns, words)
+
+
+def _run_vision(media_path, has_video: bool, turns: Annotation, settings: Settings, consent: Consent,
+                timer: _Timer, clip: vision.ClipModel | None) -> tuple[vision.VisionResult | None, str]:
+    """The face branch, when the call has video, consent and the branch is on; else why not."""
+    if not has_video:
+        return None, "no video stream"
+    if not consent.video:
+        return None, "consent.video=false"
+    if not settings.vision.enabled:
+        return None, "vision.enabled=false"
+    result = vision.analyze_video(media_path, turns, settings, clip=clip or vision.clip_model(settings))
+    timer.record(result.seconds)
+    return result, "consent.video=true"
 
 
 def _diarize(samples, sample_rate, speech, settings: Settings, hints) -> Annotation:
@@ -285,11 +315,19 @@ def _stage_info(settings: Settings) -> dict[str, tuple[str, str | None, str]]:
         "voice_features": (voice_affect.BACKEND, "voice_affect", "cpu"),
         "voice_affect": (voice_affect.BACKEND, "voice_affect", "cpu"),
         "flags": ("rules", "flags", "cpu"),
+        "video_decode": ("pyav", None, "cpu"),
+        "face_detection": ("mtcnn-onnx", "face_detection", "cpu"),
+        "face_tracking": ("iou-tracker", None, "cpu"),
+        "face_features": ("quality-gate+mouth-patch", None, "cpu"),
+        "face_expression": ("mini-xception-onnx", "face_expression", "cpu"),
+        "face_expression_clips": ("mae-dfer-onnx", "face_expression_clips", device(settings.vision.device)),
+        "face_linking": ("lip-motion", None, "cpu"),
     }
 
 
 def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, utterances, text_scores,
-            affect, call_flags, role_map, consent, seconds, versions, talk, layout, info, redacted) -> dict[str, pa.Table]:
+            affect, call_flags, role_map, consent, seconds, versions, talk, layout, info, redacted,
+            faces: vision.VisionResult | None, face_basis: str) -> dict[str, pa.Table]:
     role_of = role_map.roles.get
     now = _now()
     text_by_id = {t.utterance_id: t.valence for t in text_scores}
@@ -330,6 +368,7 @@ def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, ut
             "call_id": call_id, "speaker": w.speaker, "role": role_of(w.speaker), "start_s": w.start, "end_s": w.end,
             "valence": w.valence, "arousal": w.arousal, "confidence": w.confidence, "text_valence": w.text_valence,
             "voice_valence": w.voice_valence, "voice_arousal": w.voice_arousal, "modalities": ",".join(w.modalities),
+            "face_valence": w.face_valence, "face_arousal": w.face_arousal,
         }
         for w in affect
     ]
@@ -351,11 +390,21 @@ def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, ut
         }
         for stage, secs in seconds.items()
     ]
-    no_face = "no video stream" if not audio.info.has_video else "vision stage not enabled"
-    inferences = (  # (what, performed, why, model)
-        ("text_valence", consent.text_affect, f"consent.text_affect={consent.text_affect}", versions["text_affect"]),
-        ("voice_arousal", consent.voice_affect, f"consent.voice_affect={consent.voice_affect}", versions["voice_affect"]),
-        ("face_expression", False, no_face, None),
+    tracks = faces.tracks if faces is not None else []
+    linked = {t.speaker: t for t in sorted(tracks, key=lambda t: -t.link_confidence) if t.speaker is not None}
+
+    def face_inference(speaker: str) -> tuple[bool, str]:
+        if faces is None:
+            return False, face_basis
+        track = linked.get(speaker)
+        if track is None:
+            return False, f"{face_basis}; no face track linked to this speaker"
+        return True, f"{face_basis}; face track {track.track_id} linked (confidence {track.link_confidence:.2f})"
+
+    inferences = (  # (what, performed, why, model) per speaker
+        lambda s: ("text_valence", consent.text_affect, f"consent.text_affect={consent.text_affect}", versions["text_affect"]),
+        lambda s: ("voice_arousal", consent.voice_affect, f"consent.voice_affect={consent.voice_affect}", versions["voice_affect"]),
+        lambda s: ("face_expression", *face_inference(s), versions.get("face_expression")),
     )
     audit = [
         {
@@ -363,7 +412,16 @@ def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, ut
             "performed": performed, "basis": basis, "model": model if performed else None, "recorded_at": now,
         }
         for speaker in sorted(turns.labels())
-        for inference, performed, basis, model in inferences
+        for inference, performed, basis, model in (row(speaker) for row in inferences)
+    ]
+    # Faces nobody could link were still read: the audit says so, per track (never who it is).
+    audit += [
+        {
+            "call_id": call_id, "inference": "face_expression", "subject": f"face_track:{t.track_id}", "role": None,
+            "performed": t.n_usable > 0, "basis": f"{face_basis}; track not linked to a speaker",
+            "model": versions.get("face_expression") if t.n_usable > 0 else None, "recorded_at": now,
+        }
+        for t in tracks if t.speaker is None
     ]
     kinds = sorted({span.kind for span in redacted})
     audit.append({
@@ -383,7 +441,42 @@ def _tables(call_id, call_date, manifest, audio, speech_s, turns: Annotation, ut
         "conversation_metrics": to_table("conversation_metrics", [
             {"call_id": call_id, "role": role_of(m.speaker), **dataclasses.asdict(m)} for m in talk.speakers
         ]),
+        "face_tracks": to_table("face_tracks", _face_track_rows(call_id, faces, role_of)),
+        "face_affect": to_table("face_affect", _face_affect_rows(call_id, faces, role_of)),
     }
+
+
+def _face_track_rows(call_id: str, faces: vision.VisionResult | None, role_of) -> list[dict]:
+    if faces is None:
+        return []
+    detector = faces.versions.get("face_detection")
+    return [
+        {
+            "call_id": call_id, "track_id": t.track_id, "speaker": t.speaker,
+            "role": role_of(t.speaker) if t.speaker else None, "link_confidence": t.link_confidence,
+            "link_evidence": t.link_evidence, "first_s": t.first_s, "last_s": t.last_s,
+            "n_detections": t.n_detections, "n_usable": t.n_usable, "rejected": json.dumps(t.rejected, sort_keys=True),
+            "mean_face_px": t.mean_face_px, "box_x0": t.box[0], "box_y0": t.box[1], "box_x1": t.box[2],
+            "box_y1": t.box[3], "detector": detector,
+        }
+        for t in faces.tracks
+    ]
+
+
+def _face_affect_rows(call_id: str, faces: vision.VisionResult | None, role_of) -> list[dict]:
+    if faces is None:
+        return []
+    speaker_of = {t.track_id: t.speaker for t in faces.tracks}
+    rows = []
+    for r in faces.affect:
+        speaker = speaker_of.get(r.track_id)
+        rows.append({
+            "call_id": call_id, "track_id": r.track_id, "speaker": speaker,
+            "role": role_of(speaker) if speaker else None, "start_s": r.start, "end_s": r.end, "n_frames": r.n_frames,
+            **{f"p_{name}": p for name, p in zip(vision.EMOTIONS, r.probs)},
+            "valence": r.valence, "arousal": r.arousal, "confidence": r.confidence, "model": r.model,
+        })
+    return rows
 
 
 def to_rttm(turns: Annotation, uri: str) -> str:

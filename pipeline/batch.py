@@ -209,10 +209,11 @@ def _default_analyze() -> AnalyzeFn:
 
 
 def process_recording(
-    rec: RawRecording | dict, settings: Settings | dict, analyze_fn: AnalyzeFn | None = None
+    rec: RawRecording | dict, settings: Settings | dict, analyze_fn: AnalyzeFn | None = None, clip=None
 ) -> CallManifest:
     """Analyse one raw recording and commit it (the body of a Ray task).
 
+    ``clip`` (a pipeline.vision.ClipModel) is the batch's shared heavy clip model, if any.
     Any exception from the analysis becomes a quarantined manifest, so one bad call never sinks
     the batch. Exceptions from S3 propagate: the call stays uncommitted and is retried.
     """
@@ -236,7 +237,7 @@ def process_recording(
             try:
                 result = analyze_fn(
                     media, rec.call_id, settings=settings, call_date=rec.call_date, metadata=metadata,
-                    source_uri=source_uri,
+                    source_uri=source_uri, **({"clip": clip} if clip is not None else {}),
                 )
                 manifest = result.manifest
                 if manifest.status == "ok":
@@ -261,6 +262,21 @@ def _ensure_ray(ray_settings: RaySettings) -> None:
         ray.init()  # the operator pointed this process at a cluster
     else:
         ray.init(address="local", num_cpus=ray_settings.local_num_cpus, include_dashboard=False)
+
+
+def _shared_clip_model(settings: Settings):
+    """The heavy clip model as one actor for the whole batch (clips batched across calls)."""
+    from pipeline import clip_server
+
+    server = clip_server.start_clip_server(settings)
+    if server is None:
+        return None
+    import ray
+
+    from pipeline.vision import ClipModel
+
+    classes, version = ray.get(server.describe.remote())
+    return ClipModel(classify=clip_server.RemoteClassify(server), classes=classes, version=version)
 
 
 def _filter_committed(
@@ -311,6 +327,7 @@ def run_batch(
         num_cpus=settings.ray.num_cpus_per_call, max_retries=_TASK_MAX_RETRIES
     )
     settings_ref = ray.put(settings.to_dict())
+    clip = _shared_clip_model(settings)
     per_call = settings.ray.num_cpus_per_call or 1.0
     # Enough queued to keep every worker busy, without putting thousands of tasks in flight.
     max_in_flight = 2 * max(1, int(ray.cluster_resources().get("CPU", 1) / per_call))
@@ -320,7 +337,7 @@ def run_batch(
     def submit_next() -> None:
         rec = next(queue, None)
         if rec is not None:
-            in_flight[task.remote(rec, settings_ref, analyze_fn)] = rec
+            in_flight[task.remote(rec, settings_ref, analyze_fn, clip)] = rec
 
     for _ in range(max_in_flight):
         submit_next()

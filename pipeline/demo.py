@@ -124,18 +124,26 @@ def _upload_demo_inputs(settings: Settings, workdir: Path, n_calls: int, seed: i
     """
     from pipeline import storage
     from pipeline.synth import generate_demo_set, write_bad_inputs
+    from pipeline.synth_video import generate_video_call
 
     calls = generate_demo_set(workdir / "calls", n_calls=n_calls, seed=seed, truth_dir=workdir / "truth")
+    # A video call too: agent and customer on camera, plus a muted observer who never speaks.
+    video = generate_video_call(workdir / "calls", f"video-{seed:03d}", seed=seed + 1, n_tiles=3, silent_tiles=1,
+                                truth_dir=workdir / "truth")
     bad = write_bad_inputs(workdir / "bad")
     client = storage.s3_client(settings.s3)
     prefix = f"{settings.s3.raw_prefix}{date.today().isoformat()}/"
-    for path in [*(c.audio_path for c in calls), *(c.metadata_path for c in calls), *bad.values()]:
+    uploads = [*(c.audio_path for c in calls), *(c.metadata_path for c in calls), video.video_path,
+               video.metadata_path, *bad.values()]
+    for path in uploads:
         storage.upload_file(client, path, settings.s3.raw_bucket, prefix + path.name)
     for call in calls:
         print(f"  {call.call_id}: {call.duration_s:.0f} s, {call.n_speakers} speakers, {call.scenario}"
               f"{', frustrated customer' if call.frustrated_span else ''}")
+    print(f"  {video.call_id}: {video.duration_s:.0f} s video call, {len(video.speakers)} speakers, "
+          f"{len(video.tiles)} people on screen (one never speaks), consent to video analysis given")
     print(f"  bad inputs: {', '.join(sorted(bad))}")
-    return [c.call_id for c in calls], [Path(name).stem for name in bad]
+    return [*(c.call_id for c in calls), video.call_id], [Path(name).stem for name in bad]
 
 
 def print_report(report: dict, marts_path: str) -> None:
@@ -150,6 +158,10 @@ def print_report(report: dict, marts_path: str) -> None:
             continue
         speakers = ", ".join(f"{s['speaker']} ({s['role']}, {s['talk_s']:.0f} s)" for s in call["speakers"])
         print(f"  {call['call_id']}: {call['duration_s']:.0f} s, {call['num_speakers']} speakers: {speakers}")
+        for face in call.get("faces", []):
+            linked = (f"{face['speaker']} ({face['role']}), link confidence {face['link_confidence']:.2f}"
+                      if face["speaker"] else "not linked to any speaker")
+            print(f"      face track {face['track_id']} ({face['on_screen_s']:.0f} s on screen): {linked}")
     if report["quarantined"]:
         print("\nQuarantined (not loaded), with the reason:")
         for call_id, reason in sorted(report["quarantined"].items()):
@@ -200,7 +212,7 @@ def run_demo(workdir: Path = Path("data/demo"), n_calls: int = 3, seed: int = 0)
             storage.ensure_bucket(client, bucket)
         print(f"  {s3_server.endpoint_url}: s3://{settings.s3.raw_bucket}, s3://{settings.s3.curated_bucket}")
 
-        _step(f"Generating {n_calls} synthetic support call(s) and bad inputs, uploading to s3://{settings.s3.raw_bucket}")
+        _step(f"Generating {n_calls} synthetic support call(s), a video call and bad inputs, uploading to s3://{settings.s3.raw_bucket}")
         good, bad = _upload_demo_inputs(settings, workdir, n_calls, seed)
 
         _step(f"Running the nightly DAG with dag.test(): {len(good) + len(bad)} recordings analysed on a local Ray cluster")

@@ -31,6 +31,8 @@ class CallManifest:
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows written
     table_keys: dict[str, str] = field(default_factory=dict)  # table -> object key / path
     quality: dict | None = None  # set by the quality gate
+    # Problems that did not stop the call, e.g. a video stream broken half-way (audio still used).
+    warnings: list[str] = field(default_factory=list)
     created_at: str | None = None
 
     def to_json(self) -> str:

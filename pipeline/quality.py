@@ -279,6 +279,37 @@ def _checks() -> dict[str, list[_Check]]:
             between("real_time_factor", 0.0, None),
         ],
         "audit": [not_null("call_id"), this_call(), not_null("inference"), not_null("performed"), not_null("basis")],
+        "face_tracks": [
+            not_null("call_id"),
+            this_call(),
+            not_null("track_id"),
+            unique("track_id"),
+            between("link_confidence", 0.0, 1.0),
+            between("first_s", 0.0, None),
+            _Check(
+                gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="last_s", column_B="first_s", or_equal=True),
+                "last_s",
+                "tracks ending before they start",
+            ),
+            between("n_detections", 1, None),
+            between("n_usable", 0, None),
+            *(between(c, 0.0, 1.0, "values outside the frame") for c in ("box_x0", "box_y0", "box_x1", "box_y1")),
+            # A track is linked to a speaker only with a role; an unlinked one has neither.
+            _Check(gxe.ExpectColumnValuesToBeInSet(column="role", value_set=list(ROLES)), "role", f"values not in {list(ROLES)}"),
+        ],
+        "face_affect": [
+            not_null("call_id"),
+            this_call(),
+            not_null("track_id"),
+            not_null("model"),
+            *(not_null(c) for c in ("valence", "arousal", "confidence")),
+            *(between(c, -1.0, 1.0) for c in ("valence", "arousal")),
+            between("confidence", 0.0, 1.0),
+            *(between(f"p_{c}", 0.0, 1.0) for c in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")),
+            between("n_frames", 1, None),
+            *timed(order=False),
+            unique("track_id", "model", "start_s"),
+        ],
     }
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"  # 2: conversation_metrics; calls.non_talk_s, calls.overlap_s, calls.channel_layout
+SCHEMA_VERSION = "3"
+# 2: conversation_metrics; calls.non_talk_s, calls.overlap_s, calls.channel_layout
+# 3: face_tracks, face_affect; speaker_affect.face_valence, speaker_affect.face_arousal
 
 CALLS = pa.schema(
     [
@@ -72,7 +74,57 @@ SPEAKER_AFFECT = pa.schema(
         ("text_valence", pa.float64()),
         ("voice_valence", pa.float64()),
         ("voice_arousal", pa.float64()),
-        ("modalities", pa.string()),  # comma-separated, e.g. "text,voice"
+        ("modalities", pa.string()),  # comma-separated, e.g. "text,voice,face"
+        ("face_valence", pa.float64()),  # from the speaker's linked face track(s), when any
+        ("face_arousal", pa.float64()),
+    ]
+)
+
+# One row per face track: a summary only. Never crops, landmarks over time or embeddings, so
+# nothing here can identify a person; the box is the track's mean position as a share of the frame.
+FACE_TRACKS = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("track_id", pa.int32()),
+        ("speaker", pa.string()),  # linked diarized speaker; null when the evidence was too weak
+        ("role", pa.string()),
+        ("link_confidence", pa.float64()),
+        ("link_evidence", pa.string()),
+        ("first_s", pa.float64()),
+        ("last_s", pa.float64()),
+        ("n_detections", pa.int32()),
+        ("n_usable", pa.int32()),  # passed the quality gate
+        ("rejected", pa.string()),  # JSON: quality-gate reason -> count
+        ("mean_face_px", pa.float64()),
+        ("box_x0", pa.float64()),  # mean box, as a share of frame width / height
+        ("box_y0", pa.float64()),
+        ("box_x1", pa.float64()),
+        ("box_y1", pa.float64()),
+        ("detector", pa.string()),
+    ]
+)
+
+# Facial expression per track and window: class probabilities, and the valence/arousal they map to.
+FACE_AFFECT = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("track_id", pa.int32()),
+        ("speaker", pa.string()),
+        ("role", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("n_frames", pa.int32()),  # usable face frames (light model) or clips (heavy model)
+        ("p_angry", pa.float64()),
+        ("p_disgust", pa.float64()),
+        ("p_fear", pa.float64()),
+        ("p_happy", pa.float64()),
+        ("p_sad", pa.float64()),
+        ("p_surprise", pa.float64()),
+        ("p_neutral", pa.float64()),
+        ("valence", pa.float64()),
+        ("arousal", pa.float64()),
+        ("confidence", pa.float64()),
+        ("model", pa.string()),
     ]
 )
 
@@ -144,6 +196,8 @@ TABLES: dict[str, pa.Schema] = {
     "stage_metrics": STAGE_METRICS,
     "audit": AUDIT,
     "conversation_metrics": CONVERSATION_METRICS,
+    "face_tracks": FACE_TRACKS,
+    "face_affect": FACE_AFFECT,
 }
 
 

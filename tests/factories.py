@@ -53,8 +53,12 @@ def make_call_tables(
     duration_s: float = 90.0,
     seed: int = 0,
     frustrated: bool = True,
+    video: bool = False,
 ) -> dict[str, pa.Table]:
-    """One call's tables. The customer is frustrated from 30% to 60% of the call when asked."""
+    """One call's tables. The customer is frustrated from 30% to 60% of the call when asked.
+
+    With ``video``: three face tracks, the agent's and the customer's linked, a third (an
+    observer who never speaks) unlinked, and the linked faces' readings in speaker_affect."""
     rng = random.Random(seed)
     stretch = (0.3 * duration_s, 0.6 * duration_s) if frustrated else (duration_s + 1, duration_s + 1)
     processed_at = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -109,13 +113,16 @@ def make_call_tables(
                         "text_valence": None if rng.random() < 0.2 else round(text_valence, 4),
                         "voice_valence": voice_valence,
                         "voice_arousal": voice_arousal,
-                        "modalities": "text,voice",
+                        "modalities": "text,voice,face" if video else "text,voice",
+                        "face_valence": (-0.4 if angry else 0.2) if video else None,
+                        "face_arousal": (0.5 if angry else -0.1) if video else None,
                     }
                 )
             start += HOP_S
     for row in affect:
         if row["text_valence"] is None:
-            row["modalities"] = "voice"
+            row["modalities"] = "voice,face" if video else "voice"
+    face_tracks, face_affect = _face_rows(call_id, duration_s, stretch, rng) if video else ([], [])
 
     flags = []
     flagged = [a for a in affect if a["speaker"] == CUSTOMER and a["start_s"] < stretch[1] and a["end_s"] > stretch[0]]
@@ -159,7 +166,7 @@ def make_call_tables(
             "duration_s": duration_s,
             "source_sample_rate": 8000,
             "source_channels": 1,
-            "has_video": False,
+            "has_video": video,
             "speech_s": round(speech_s, 3),
             "num_speakers": 2,
             "language": "en",
@@ -208,8 +215,46 @@ def make_call_tables(
         "conversation_metrics": [
             {"call_id": call_id, "role": ROLES[m.speaker], **dataclasses.asdict(m)} for m in talk.speakers
         ],
+        "face_tracks": face_tracks,
+        "face_affect": face_affect,
     }
     return {name: to_table(name, rows[name]) for name in TABLES}
+
+
+_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def _face_rows(call_id: str, duration_s: float, stretch: tuple[float, float], rng: random.Random) -> tuple[list, list]:
+    """Gallery of three tiles: agent (left), customer (middle), a silent observer (right)."""
+    tiles = ((0, AGENT), (1, CUSTOMER), (2, None))
+    tracks = [
+        {
+            "call_id": call_id, "track_id": track, "speaker": speaker, "role": ROLES.get(speaker),
+            "link_confidence": round(rng.uniform(0.6, 0.95), 3) if speaker else 0.0,
+            "link_evidence": "lip motion vs speech" if speaker else "no speaker's speech matches its lip motion",
+            "first_s": 0.0, "last_s": round(duration_s - 0.2, 3), "n_detections": int(duration_s * 5),
+            "n_usable": int(duration_s * 5) - 3, "rejected": json.dumps({"blurred": 3}), "mean_face_px": 80.0,
+            "box_x0": round(0.05 + track / 3, 4), "box_y0": 0.25, "box_x1": round(0.25 + track / 3, 4), "box_y1": 0.7,
+            "detector": "mtcnn-test",
+        }
+        for track, speaker in tiles
+    ]
+    affect = []
+    for track, speaker in tiles:
+        for start in range(0, int(duration_s // WINDOW_S)):
+            t0 = start * WINDOW_S
+            angry = speaker == CUSTOMER and t0 < stretch[1] and t0 + WINDOW_S > stretch[0]
+            weights = [rng.uniform(0.01, 0.1) for _ in _EMOTIONS]
+            weights[0 if angry else 6] += 1.0
+            total = sum(weights)
+            affect.append({
+                "call_id": call_id, "track_id": track, "speaker": speaker, "role": ROLES.get(speaker),
+                "start_s": t0, "end_s": t0 + WINDOW_S, "n_frames": 25,
+                **{f"p_{e}": round(w / total, 5) for e, w in zip(_EMOTIONS, weights)},
+                "valence": -0.5 if angry else 0.0, "arousal": 0.6 if angry else -0.2,
+                "confidence": round(rng.uniform(0.3, 0.8), 3), "model": "mini-xception-test",
+            })
+    return tracks, affect
 
 
 def set_values(table: pa.Table, column: str, values: dict[int, object]) -> pa.Table:

@@ -60,7 +60,7 @@ def fake_analyze(media_path, call_id, *, settings, call_date=None, metadata=None
     affect = to_table("speaker_affect", [{
         "call_id": call_id, "speaker": f"S{i % 2}", "role": "customer", "start_s": 5.0 * i, "end_s": 5.0 * i + 5,
         "valence": -0.5, "arousal": 0.3, "confidence": 0.8, "text_valence": -0.6, "voice_valence": -0.2,
-        "voice_arousal": 0.3, "modalities": "text,voice",
+        "voice_arousal": 0.3, "modalities": "text,voice", "face_valence": None, "face_arousal": None,
     } for i in range(len(data) % 3 + 2)])
     return CallResult(manifest, {"calls": calls, "speaker_affect": affect})
 

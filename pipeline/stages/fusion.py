@@ -32,6 +32,20 @@ class AffectWindow:
     voice_valence: float | None
     voice_arousal: float | None
     modalities: tuple[str, ...]
+    face_valence: float | None = None
+    face_arousal: float | None = None
+
+
+@dataclass(frozen=True)
+class FaceEvidence:
+    """The speaker's linked face over one window (pipeline.vision.face_evidence)."""
+
+    valence: float | None
+    arousal: float | None
+    confidence: float
+
+
+NO_FACE = FaceEvidence(None, None, 0.0)
 
 
 def speaker_windows(turns: Annotation, settings: AffectSettings) -> list[tuple[str, float, float]]:
@@ -84,14 +98,22 @@ def fuse(
     text_scores: list[TextValence],
     voice_scores: list[VoiceArousal],
     settings: AffectSettings,
+    face_scores: list[FaceEvidence] | None = None,
 ) -> list[AffectWindow]:
     text_by_id = {t.utterance_id: t for t in text_scores}
+    face_scores = face_scores if face_scores is not None else [NO_FACE] * len(windows)
     out = []
-    for (speaker, start, end), voice in zip(windows, voice_scores, strict=True):
+    for (speaker, start, end), voice, face in zip(windows, voice_scores, face_scores, strict=True):
         text_valence, text_conf = _text_in_window(speaker, start, end, utterances, text_by_id) if text_by_id else (None, 0.0)
-        valence, valence_conf = _shrink([(text_valence, text_conf, settings.text_valence_weight)])
-        arousal, arousal_conf = _shrink([(voice.arousal, voice.confidence, 1.0)])
-        modalities = tuple(m for m, v in (("text", text_valence), ("voice", voice.arousal)) if v is not None)
+        valence, valence_conf = _shrink(
+            [(text_valence, text_conf, settings.text_valence_weight), (face.valence, face.confidence, settings.face_weight)]
+        )
+        arousal, arousal_conf = _shrink(
+            [(voice.arousal, voice.confidence, 1.0), (face.arousal, face.confidence, settings.face_weight)]
+        )
+        modalities = tuple(
+            m for m, v in (("text", text_valence), ("voice", voice.arousal), ("face", face.valence)) if v is not None
+        )
         out.append(
             AffectWindow(
                 speaker=speaker,
@@ -104,6 +126,8 @@ def fuse(
                 voice_valence=None,
                 voice_arousal=voice.arousal,
                 modalities=modalities,
+                face_valence=None if face.valence is None else round(face.valence, 4),
+                face_arousal=None if face.arousal is None else round(face.arousal, 4),
             )
         )
     return out

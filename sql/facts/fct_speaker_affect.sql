@@ -15,6 +15,8 @@ select
     text_valence,
     voice_valence,
     voice_arousal,
+    face_valence,
+    face_arousal,
     modalities
 from stg_speaker_affect
 order by call_id, speaker, start_s;

@@ -1,0 +1,1 @@
+"""Neural network definitions rebuilt in PyTorch from weights shipped in other formats."""

@@ -1,0 +1,190 @@
+"""Facial expression per face-track clip: MAE-DFER (LGI-Former, DFEW classes) through ONNX Runtime.
+
+A clip is 16 face crops of one track, 160x160 RGB. The model reads expression from motion as
+well as appearance, so it runs on clips, not frames; it is the heavy path (about 99 GFLOP a
+clip), batched across tracks and calls (``pipeline.clip_server``) and run on the GPU where
+there is one (CUDAExecutionProvider of onnxruntime-gpu), else on the CPU.
+
+The ONNX file comes from ``models/export_mae_dfer_onnx.py`` (or from a ``.pth`` checkpoint,
+exported once per worker into the model-store cache by ``load_clip_model``); its metadata
+carries the class names, the input normalisation and the source checkpoint's digest.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.networks.lgi_former import LGIFormerConfig
+
+BACKEND = "mae-dfer-onnx"
+
+# DFEW's label order: labels 1..7 of DFEW's EmoLabel_DataSplit files, which the authors'
+# preprocess/dfew.py (github.com/sunlicai/MAE-DFER) shifts to 0..6; their repository names no
+# classes, the names are DFEW's (Jiang et al., ACM MM 2020).
+CLASSES: tuple[str, ...] = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
+
+# The authors' input normalisation (kinetics.py, VideoClsDatasetFrame, test mode): RGB scaled
+# to [0, 1], then ImageNet's mean and std per channel.
+INPUT_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+INPUT_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+# The authors' clip: 16 frames (every 4th frame of the source, --sampling_rate 4), each frame
+# resized to 160x160 (aspect ratio not kept: Resize(size=(160, 160)) in test mode).
+CLIP_FRAMES = 16
+CLIP_SIZE = 160
+
+
+def clip_from_crops(crops: Sequence[np.ndarray], num_frames: int = CLIP_FRAMES, size: int = CLIP_SIZE) -> np.ndarray:
+    """A (num_frames, size, size, 3) uint8 clip from one track's RGB crops, in time order.
+
+    Sampling: ``num_frames`` indices evenly spaced over the crops, first and last included
+    (rounded down), so any window of a track becomes one clip; with fewer crops than frames,
+    each crop once in order and then the last repeated, as the authors pad short videos. The
+    caller picks the window: the authors' clips span 64 source frames (16 at stride 4).
+    Each crop is resized to size x size, aspect ratio not kept (as the authors); INTER_AREA
+    when shrinking (close to the antialiased bilinear resize of PIL they use), bilinear when
+    enlarging.
+    """
+    import cv2
+
+    if not crops:
+        raise ValueError("clip_from_crops needs at least one crop")
+    if len(crops) >= num_frames:
+        picks = np.linspace(0, len(crops) - 1, num_frames).astype(int)
+    else:
+        picks = np.minimum(np.arange(num_frames), len(crops) - 1)
+    frames = []
+    for i in picks:
+        crop = np.asarray(crops[i])
+        if crop.ndim != 3 or crop.shape[2] != 3:
+            raise ValueError(f"crops must be HxWx3 RGB, got shape {crop.shape}")
+        if crop.shape[:2] != (size, size):
+            shrink = crop.shape[0] > size or crop.shape[1] > size
+            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        frames.append(crop.astype(np.uint8, copy=False))
+    return np.stack(frames)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def execution_providers(device: str | Sequence[str] = "auto") -> list[str]:
+    """ONNX Runtime providers for ``device``: "auto" (CUDA when onnxruntime-gpu has it), "cpu",
+    "cuda" (an error without it), or an explicit provider list."""
+    import onnxruntime as ort
+
+    if not isinstance(device, str):
+        return list(device)
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device in ("auto", "cuda"):
+        if "CUDAExecutionProvider" in available:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        if device == "cuda":
+            raise RuntimeError(
+                f"device 'cuda' asked for, but ONNX Runtime only has {available} (install onnxruntime-gpu)"
+            )
+        return ["CPUExecutionProvider"]
+    raise ValueError(f"device must be auto, cpu, cuda or a provider list, got {device!r}")
+
+
+class ClipExpressionModel:
+    """An exported MAE-DFER ONNX model: uint8 clips (N, T, H, W, 3) -> class probabilities (N, C)."""
+
+    def __init__(
+        self, onnx_path: str | Path, providers: str | Sequence[str] = "auto", *, batch_size: int = 16, threads: int = 0
+    ):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: ONNX Runtime's default (all cores)
+        self._session = ort.InferenceSession(str(onnx_path), options, providers=execution_providers(providers))
+        self.batch_size = batch_size
+        meta = self._session.get_modelmeta().custom_metadata_map
+        if "lgi_former_config" not in meta:
+            raise ValueError(
+                f"{onnx_path} was not exported by models/export_mae_dfer_onnx.py (no lgi_former_config metadata)"
+            )
+        self.classes: tuple[str, ...] = tuple(json.loads(meta["classes"]))
+        self._mean = np.asarray(json.loads(meta["input_mean"]), np.float32) * 255.0
+        self._inv_std = 1.0 / (np.asarray(json.loads(meta["input_std"]), np.float32) * 255.0)
+        _, _, frames, height, width = self._session.get_inputs()[0].shape
+        self.clip_shape: tuple[int, int, int, int] = (frames, height, width, 3)
+        self.providers: list[str] = self._session.get_providers()
+        with open(onnx_path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        source = meta.get("checkpoint_sha256", "unknown")
+        self.version = f"{BACKEND}:checkpoint-sha256={source[:16]},onnx-sha256={digest[:16]}"
+
+    def model_version(self) -> str:
+        """The exact weights (source checkpoint and ONNX file digests), for stage_metrics."""
+        return self.version
+
+    def normalise(self, clips: np.ndarray) -> np.ndarray:
+        """uint8 (N, T, H, W, 3) RGB -> float32 (N, 3, T, H, W), the authors' normalisation."""
+        x = (clips.astype(np.float32) - self._mean) * self._inv_std
+        return np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))
+
+    def predict(self, clips: np.ndarray) -> np.ndarray:
+        """Probabilities (N, classes) float32, rows summing to 1, columns in ``self.classes`` order."""
+        clips = np.asarray(clips)
+        if clips.dtype != np.uint8 or clips.shape[1:] != self.clip_shape:
+            raise ValueError(
+                f"clips must be uint8 (N, {', '.join(map(str, self.clip_shape))}), got {clips.dtype} {clips.shape}"
+            )
+        out = np.empty((len(clips), len(self.classes)), np.float32)
+        for start in range(0, len(clips), self.batch_size):
+            batch = self.normalise(clips[start : start + self.batch_size])
+            (logits,) = self._session.run(["logits"], {"clips": batch})
+            out[start : start + len(batch)] = _softmax(logits.astype(np.float64))
+        return out
+
+
+def onnx_path_for(model_path: str, settings: Settings, config: LGIFormerConfig | None = None) -> Path:
+    """Local ONNX file for ``vision.clip_model``: an .onnx as is; a .pth checkpoint exported
+    once into the model-store cache (keyed by the checkpoint's digest), as the paper's model
+    unless ``config`` says otherwise. Exporting needs torch and onnxscript on the worker."""
+    from pipeline.model_store import resolve_model_path
+
+    local = resolve_model_path(model_path, settings)
+    if local.suffix == ".onnx":
+        return local
+    from pipeline.networks.lgi_former import PAPER_CONFIG
+    from pipeline.networks.mae_dfer_checkpoint import export_checkpoint_onnx
+
+    with open(local, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    out = Path(settings.model_store.cache_dir).expanduser() / "mae-dfer-onnx" / f"{digest[:16]}.onnx"
+    if not out.exists():
+        staging = out.with_name(f"{out.name}.part-{os.getpid()}")
+        export_checkpoint_onnx(str(local), staging, config or PAPER_CONFIG)
+        os.replace(staging, out)  # atomic: concurrent workers each export, the last rename wins
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_model(onnx_path: str, device: str, batch_size: int, threads: int) -> ClipExpressionModel:
+    return ClipExpressionModel(onnx_path, device, batch_size=batch_size, threads=threads)
+
+
+def load_clip_model(settings: Settings) -> ClipExpressionModel:
+    """The model of ``settings.vision.clip_model`` (local or s3://, .onnx or .pth), once per process."""
+    vision = settings.vision
+    if not vision.clip_model:
+        raise ValueError("vision.clip_model is not set")
+    path = onnx_path_for(vision.clip_model, settings)
+    return _cached_model(str(path), vision.device, vision.clip_batch_size, vision.threads)

@@ -1,0 +1,106 @@
+"""The heavy clip model (MAE-DFER's LGI-Former) on selected clips: in-process, and through the
+batch's shared Ray actor that batches clips across calls. Random weights of a narrow, shallow
+LGI-Former with the paper's input geometry (16 x 160 x 160) test the path, never quality."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import storage
+from pipeline.analyze import analyze_call
+from pipeline.batch import run_batch
+from pipeline.networks.lgi_former import LGIFormerConfig
+from pipeline.networks.mae_dfer_checkpoint import export_checkpoint_onnx
+from pipeline.settings import ModelStoreSettings, Settings, VisionSettings
+from pipeline.stages import face_expression_clips
+from pipeline.synth_video import generate_video_call
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+# The paper's clip geometry (so real crops fit) with a tiny trunk, so a clip costs milliseconds.
+GEOMETRY_CONFIG = LGIFormerConfig(embed_dim=32, depth=1, num_heads=2)
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location("build_ckpt", ROOT / "models" / "build_test_mae_dfer_checkpoint.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def clip_onnx(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("clipmodel")
+    checkpoint = _builder().build_test_checkpoint(root / "checkpoint.pth", GEOMETRY_CONFIG)
+    return export_checkpoint_onnx(str(checkpoint), root / "mae-dfer-tiny.onnx", GEOMETRY_CONFIG).onnx_path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return generate_video_call(tmp_path_factory.mktemp("vid"), "vid-clips", seed=2, n_tiles=2)
+
+
+def _clip_settings(base: Settings, onnx_path: Path, cache: Path) -> Settings:
+    vision = dataclasses.replace(VisionSettings(), clip_model=str(onnx_path), clip_every_s=4.0, clip_arousal_trigger=0.0,
+                                 clip_batch_size=8)
+    return dataclasses.replace(base, vision=vision, model_store=ModelStoreSettings(cache_dir=str(cache)))
+
+
+def test_clips_are_cut_per_track_at_the_configured_rate_and_mapped_to_the_seven_classes(clip_onnx, video, tmp_path):
+    settings = _clip_settings(Settings(), clip_onnx, tmp_path / "cache")
+    metadata = json.loads(video.metadata_path.read_text())
+    result = analyze_call(video.video_path, "vid-clips", settings=settings, metadata=metadata)
+    assert result.ok, result.manifest.reason
+    rows = result.tables["face_affect"].to_pylist()
+    version = face_expression_clips.load_clip_model(settings).version
+    heavy = [r for r in rows if r["model"] == version]
+    light = [r for r in rows if r["model"] != version]
+    assert heavy and light
+    tracks = {r["track_id"] for r in result.tables["face_tracks"].to_pylist()}
+    assert {r["track_id"] for r in heavy} == tracks
+    for track in tracks:
+        starts = sorted(r["end_s"] for r in heavy if r["track_id"] == track)
+        # One clip per clip_every_s at most, each spanning 16 sampled frames (3 s at 5 fps).
+        assert all(b - a >= settings.vision.clip_every_s - 1e-6 for a, b in zip(starts, starts[1:]))
+        assert len(starts) >= int(video.duration_s / settings.vision.clip_every_s) - 2
+    for r in heavy:
+        assert r["n_frames"] == 16
+        assert r["end_s"] - r["start_s"] == pytest.approx(15 / settings.vision.sample_fps, abs=0.05)
+        probs = [r[f"p_{e}"] for e in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-3) and min(probs) >= 0
+    assert result.manifest.versions["face_expression_clips"] == version
+    assert "face_expression_clips" in result.manifest.stage_seconds
+
+
+def test_a_high_arousal_trigger_keeps_the_heavy_model_off_calm_faces(clip_onnx, video, tmp_path):
+    settings = _clip_settings(Settings(), clip_onnx, tmp_path / "cache")
+    settings = dataclasses.replace(settings, vision=dataclasses.replace(settings.vision, clip_arousal_trigger=0.99))
+    metadata = json.loads(video.metadata_path.read_text())
+    result = analyze_call(video.video_path, "vid-calm", settings=settings, metadata=metadata)
+    models = {r["model"] for r in result.tables["face_affect"].to_pylist()}
+    assert models == {result.manifest.versions["face_expression"]}
+
+
+def test_the_batch_shares_one_clip_model_actor_across_calls(settings, ray_local, clip_onnx, video):
+    settings = _clip_settings(settings, clip_onnx, Path(settings.marts.duckdb_path).parent / "cache")
+    client = storage.s3_client(settings.s3)
+    s3 = settings.s3
+    for call_id in ("vid-a", "vid-b"):
+        storage.upload_file(client, video.video_path, s3.raw_bucket, f"{s3.raw_prefix}2024-05-02/{call_id}.mp4")
+        storage.put_bytes(client, s3.raw_bucket, f"{s3.raw_prefix}2024-05-02/{call_id}.json", video.metadata_path.read_bytes())
+    report = run_batch(settings)
+    assert sorted(report.ok) == ["vid-a", "vid-b"], report
+    for call_id in ("vid-a", "vid-b"):
+        key = f"{s3.curated_prefix}face_affect/date=2024-05-02/call_id={call_id}/part-0.parquet"
+        local = Path(settings.marts.duckdb_path).parent / f"{call_id}.parquet"
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(storage.get_bytes(client, s3.curated_bucket, key))
+        models = set(pq.read_table(local).column("model").to_pylist())
+        assert any(m.startswith("mae-dfer") for m in models), models
