@@ -285,3 +285,33 @@ def test_first_failing_reason_wins(hopper):
     assert quality.sharpness < 25 and abs(quality.yaw) > 0.6
     quality = assess_quality(_grey(small_blurred), face, min_size_px=20, min_sharpness=25, max_yaw=0.6)
     assert quality.reason == "blurred"
+
+
+def _iou(a: FaceBox, b: FaceBox) -> float:
+    w = max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0))
+    h = max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    return w * h / (a.area + b.area - w * h)
+
+
+# Up to a fifth of the smallest face's width (33 px) between sampled frames: fast head motion at 5 fps.
+@pytest.mark.parametrize("shift", [(0, 0), (6, -4), (-7, 5)])
+def test_refine_follows_a_moved_face_with_o_net_alone(hopper, gallery, detector, shift):
+    frame = gallery
+    previous = detector.detect(frame)
+    moved = np.roll(frame, shift=(shift[1], shift[0]), axis=(0, 1))
+    expected = detector.detect(moved)
+    refined = detector.refine(moved, previous)
+    assert len(refined) == len(expected) == 4
+    for face in expected:
+        best = max(refined, key=lambda r: _iou(r, face))
+        assert _iou(best, face) > 0.7  # O-Net alone boxes a little differently from the cascade
+        assert max(abs(a - b) for p, q in zip(best.landmarks, face.landmarks) for a, b in zip(p, q)) < 0.1 * face.width
+
+
+def test_refine_drops_faces_that_are_gone_and_finds_no_new_ones(hopper, gallery, detector):
+    previous = detector.detect(gallery)
+    blank = np.full_like(gallery, 90)
+    assert detector.refine(blank, previous) == []
+    assert detector.refine(gallery, []) == []
+    one = detector.refine(gallery, previous[:1])
+    assert len(one) == 1 and _iou(one[0], previous[0]) > 0.8

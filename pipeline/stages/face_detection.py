@@ -234,18 +234,48 @@ class FaceDetector:
         self._onet_input = onet.get_inputs()[0].name
 
     def detect(self, rgb: np.ndarray) -> list[FaceBox]:
+        """Every face in the frame: the full cascade (P-Net pyramid, R-Net, O-Net)."""
+        frame, scaled, shrink = self._prepare(rgb)
+        boxes, points = self._cascade(scaled, self.min_face_px * shrink)
+        return self._to_frame(boxes, points, frame.shape, scaled.shape)
+
+    def refine(self, rgb: np.ndarray, previous: Sequence[FaceBox], grow: float = 0.25) -> list[FaceBox]:
+        """The faces of ``previous`` (last frame's) in this frame, from O-Net alone.
+
+        Each previous box is squared and grown by ``grow`` of its side to allow for motion, then
+        O-Net scores it, corrects the box and places the landmarks: about 1 ms per face instead
+        of the pyramid's 10-20 ms per frame. A face that left its box fails O-Net's threshold
+        and is dropped; new faces are found only by ``detect`` (the caller runs it regularly).
+        """
+        frame, scaled, shrink = self._prepare(rgb)
+        if not previous:
+            return []
+        boxes = np.array([[f.x0 + 1.0, f.y0 + 1.0, f.x1, f.y1] for f in previous], dtype=np.float64) * shrink
+        boxes = _square(boxes)
+        margin = (boxes[:, 2] - boxes[:, 0])[:, None] * grow / 2
+        boxes = np.fix(boxes + np.hstack([-margin, -margin, margin, margin]))
+        boxes = boxes[_usable(boxes, scaled.shape)]
+        if len(boxes) == 0:
+            return []
+        found, points = self._output_stage(scaled, boxes)
+        return self._to_frame(found, points, frame.shape, scaled.shape)
+
+    def _prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
         rgb = np.ascontiguousarray(rgb)
         height, width = rgb.shape[:2]
-        shrink = 1.0
         if self.max_side is not None and max(height, width) > self.max_side:
             shrink = self.max_side / max(height, width)
             size = (max(round(width * shrink), 1), max(round(height * shrink), 1))
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        boxes, points = self._cascade(rgb, self.min_face_px * shrink)
+            return rgb, cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), shrink
+        return rgb, rgb, 1.0
+
+    @staticmethod
+    def _to_frame(boxes: np.ndarray, points: np.ndarray, frame_shape, scaled_shape) -> list[FaceBox]:
+        height, width = frame_shape[:2]
         # Inclusive 1-based boxes -> 0-based continuous, then back to the caller's frame.
-        to_frame_x, to_frame_y = width / rgb.shape[1], height / rgb.shape[0]
+        to_frame_x, to_frame_y = width / scaled_shape[1], height / scaled_shape[0]
         boxes = boxes.copy()
         boxes[:, 0:2] -= 1.0
         boxes[:, [0, 2]] *= to_frame_x
@@ -282,8 +312,10 @@ class FaceDetector:
         boxes = boxes[_usable(boxes, rgb.shape)]
         if len(boxes) == 0:
             return empty
+        return self._output_stage(rgb, boxes)
 
-        # O-Net: final score, box offsets and the 5 landmarks, one batch.
+    def _output_stage(self, rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """O-Net on square integer boxes: final score, box offsets and the 5 landmarks, one batch."""
         offsets, landmarks, probs = self._onet.run(
             ["dense_5", "dense_6", "softmax_2"], {self._onet_input: _crops(rgb, boxes, _ONET_SIZE)}
         )
