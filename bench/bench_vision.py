@@ -81,15 +81,13 @@ def _loop_video(src: Path, dst: Path, minutes: float) -> float:
     with av.open(str(dst), "w") as out:
         enc = out.add_stream("libx264", rate=rate)
         enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
-        enc.time_base = Fraction(1, rate)
         enc.options = {"preset": "veryfast", "crf": "23"}
         while written < frames_needed:
             with av.open(str(src)) as inp:
                 for frame in inp.decode(video=0):
                     if written >= frames_needed:
                         break
-                    frame = frame.reformat(format="yuv420p")
-                    frame.pts, frame.time_base = written, enc.time_base
+                    frame.pts, frame.time_base = written, Fraction(1, rate)
                     for packet in enc.encode(frame):
                         out.mux(packet)
                     written += 1

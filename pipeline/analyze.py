@@ -177,7 +177,7 @@ def analyze_call(
     manifest.stage_seconds = timer.seconds
     tables = _tables(
         call_id, call_date, manifest, audio, speech_s, turns, utterances, text_scores,
-        affect, call_flags, role_map, consent, timer.seconds, versions, talk, layout, _stage_info(settings), redacted,
+        affect, call_flags, role_map, consent, timer.seconds, versions, talk, layout, _stage_info(settings, faces), redacted,
         faces, face_basis,
     )
     manifest.tables = {name: t.num_rows for name, t in tables.items()}
@@ -296,7 +296,7 @@ def _diarization_version(settings: Settings) -> str:
     return diarization.model_version()
 
 
-def _stage_info(settings: Settings) -> dict[str, tuple[str, str | None, str]]:
+def _stage_info(settings: Settings, faces: vision.VisionResult | None = None) -> dict[str, tuple[str, str | None, str]]:
     """stage -> (backend, key into the versions dict, device) for the stage_metrics table."""
 
     def device(name: str) -> str:
@@ -320,7 +320,7 @@ def _stage_info(settings: Settings) -> dict[str, tuple[str, str | None, str]]:
         "face_tracking": ("iou-tracker", None, "cpu"),
         "face_features": ("quality-gate+mouth-patch", None, "cpu"),
         "face_expression": ("mini-xception-onnx", "face_expression", "cpu"),
-        "face_expression_clips": ("mae-dfer-onnx", "face_expression_clips", device(settings.vision.device)),
+        "face_expression_clips": ("mae-dfer-onnx", "face_expression_clips", (faces and faces.clip_device) or "cpu"),
         "face_linking": ("lip-motion", None, "cpu"),
     }
 

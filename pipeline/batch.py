@@ -273,10 +273,11 @@ def _shared_clip_model(settings: Settings):
         return None
     import ray
 
-    from pipeline.vision import ClipModel
+    from pipeline.vision import ClipModel, provider_device
 
-    classes, version = ray.get(server.describe.remote())
-    return ClipModel(classify=clip_server.RemoteClassify(server), classes=classes, version=version)
+    classes, version, providers = ray.get(server.describe.remote())
+    return ClipModel(classify=clip_server.RemoteClassify(server), classes=classes, version=version,
+                     device=provider_device(providers))
 
 
 def _filter_committed(

@@ -94,8 +94,8 @@ class ClipModelServer:
         self._classes = tuple(self._model.classes)
         self._batcher = ClipBatcher(self._model.predict, parsed.vision.clip_batch_size)
 
-    def describe(self) -> tuple[tuple[str, ...], str]:
-        return self._classes, self._model.version
+    def describe(self) -> tuple[tuple[str, ...], str, list[str]]:
+        return self._classes, self._model.version, list(self._model.providers)
 
     async def classify(self, clips: np.ndarray) -> np.ndarray:
         return await self._batcher.submit(clips)

@@ -79,6 +79,7 @@ class VisionResult:
     frames_sampled: int
     seconds: dict[str, float]
     versions: dict[str, str]
+    clip_device: str | None = None  # where the heavy clip model ran, when it did
     # Per track: (times, valence, arousal, confidence) of usable faces, for fusion.
     series: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     error: str | None = None  # set when the video broke mid-way; results cover what was read
@@ -98,6 +99,7 @@ class ClipModel:
     classify: Callable[[np.ndarray], np.ndarray]  # (N, 16, 160, 160, 3) uint8 RGB -> (N, C) probs
     classes: tuple[str, ...]
     version: str
+    device: str = "cpu"  # where the model actually runs (its session's first provider)
 
 
 def clip_model(settings: Settings) -> ClipModel | None:
@@ -108,7 +110,13 @@ def clip_model(settings: Settings) -> ClipModel | None:
 
     model = face_expression_clips.load_clip_model(settings)
     # The class names travel inside the exported ONNX file: trust them over a constant.
-    return ClipModel(classify=model.predict, classes=tuple(model.classes), version=model.version)
+    return ClipModel(classify=model.predict, classes=tuple(model.classes), version=model.version,
+                     device=provider_device(model.providers))
+
+
+def provider_device(providers: list[str]) -> str:
+    """"cuda" when ONNX Runtime put the session on CUDA, else "cpu" (recorded per call)."""
+    return "cuda" if providers and providers[0] == "CUDAExecutionProvider" else "cpu"
 
 
 @functools.lru_cache(maxsize=4)
@@ -273,7 +281,7 @@ def analyze_video(
         versions["face_expression_clips"] = clip.version
     return VisionResult(
         tracks=tracks, affect=affect, frames_sampled=frames, seconds={k: round(v, 3) for k, v in clock.seconds.items()},
-        versions=versions, series=series, error=error,
+        versions=versions, series=series, error=error, clip_device=clip.device if clip is not None else None,
     )
 
 
