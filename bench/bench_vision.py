@@ -97,8 +97,12 @@ def _loop_video(src: Path, dst: Path, minutes: float) -> float:
 
 
 def _fer(fer_python: Path, clip: Path, frequency: int) -> dict:
-    proc = subprocess.run([str(fer_python), str(ROOT / "bench" / "fer_video_baseline.py"), str(clip),
-                           "--frequency", str(frequency)], capture_output=True, text=True, timeout=3600)
+    import tempfile
+
+    # fer writes data.csv into its working directory: give it a throwaway one.
+    with tempfile.TemporaryDirectory() as cwd:
+        proc = subprocess.run([str(fer_python), str(ROOT / "bench" / "fer_video_baseline.py"), str(clip.resolve()),
+                               "--frequency", str(frequency)], capture_output=True, text=True, timeout=3600, cwd=cwd)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
