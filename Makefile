@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/callaffect
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench lock clean
+.PHONY: setup demo test test-fast bench bench-vision lock clean
 
 setup:
 	@bash infra/local/bootstrap.sh
@@ -23,6 +23,13 @@ test-fast: setup
 
 bench: setup
 	@$(PY) bench/bench_analyze.py
+
+# Vision speed against fer's own Video.analyze, which needs TensorFlow: a bench-only venv.
+FER_VENV ?= $(HOME)/.cache/callaffect/bench-fer-venv
+bench-vision: setup
+	@stamp="$(FER_VENV)/.req-$$(sha256sum bench/requirements-fer.txt | cut -c1-16)"; \
+	  [ -f "$$stamp" ] || { python3 -m venv $(FER_VENV) && $(FER_VENV)/bin/pip install -q --no-deps -r bench/requirements-fer.txt && touch "$$stamp"; }
+	@$(PY) bench/bench_vision.py --fer-venv $(FER_VENV)
 
 # Re-resolve requirements.in into exact pins (needs the registries; commit the result).
 lock:
