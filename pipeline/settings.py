@@ -137,7 +137,8 @@ class VisionSettings:
     # face O-Net loses sends that frame back to the full cascade. 0 = full cascade every frame.
     detect_every_s: float = 2.0
     # Quality gate: faces below it are tracked but not read for expression or lip motion.
-    min_quality_face_px: int = 40
+    # (32: the small tiles of a pinned-speaker layout, ~35 px at 640, are still read.)
+    min_quality_face_px: int = 32
     # Variance of the Laplacian on the face resized to 64 px: 25 fails a blur of ~4 % of face width.
     min_sharpness: float = 25.0
     max_yaw: float = 0.6
