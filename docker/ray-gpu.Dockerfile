@@ -35,10 +35,11 @@ RUN pip install "pip==${PIP_VERSION}" "wheel==${WHEEL_VERSION}" \
 # Caveat: onnxruntime-gpu 1.31.1 on PyPI targets CUDA 13 (its `cuda` extra requires
 # nvidia-cuda-runtime~=13.0) while the rest of the stack is CUDA 12.8, so its CUDA execution
 # provider cannot load here and sessions run on the CPU provider. The heavy clip model
-# (MAE-DFER, vision.clip_model) is the one stage that wants ONNX on the GPU: in this image it
-# falls back to the CPU provider, and stage_metrics.device says "cpu" for it. Before enabling it
-# on GPU nodes, align the CUDA major of torch, ctranslate2 and onnxruntime-gpu (or install
-# onnxruntime-gpu[cuda,cudnn] for its CUDA 13 wheels on a driver >= 580; not yet tried here).
+# (MAE-DFER, vision.clip_model) is the one stage that wants ONNX on the GPU: given its .pth
+# checkpoint, vision.clip_runtime=auto then runs it in torch (CUDA 12.8, fp16 autocast) instead;
+# given only an .onnx export it stays on the CPU provider. stage_metrics.device records which.
+# To run ONNX on the GPU, align the CUDA major of torch, ctranslate2 and onnxruntime-gpu (or
+# install onnxruntime-gpu[cuda,cudnn] for its CUDA 13 wheels on a driver >= 580; not tried here).
 RUN ORT_VERSION="$(sed -n 's/^onnxruntime==//p' /tmp/requirements.lock)" \
  && pip uninstall -y onnxruntime \
  && pip install --no-deps "onnxruntime-gpu==${ORT_VERSION}"

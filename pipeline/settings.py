@@ -160,6 +160,9 @@ class VisionSettings:
     clip_every_s: float = 5.0
     clip_arousal_trigger: float = 0.2
     clip_batch_size: int = 16
+    # "auto": ONNX Runtime, or torch (fp16 on CUDA) when only torch reaches the GPU and the
+    # model is a .pth checkpoint; or force "onnxruntime" / "torch".
+    clip_runtime: str = "auto"
     device: str = "auto"  # "auto" (GPU when present), "cpu" or "cuda"
     threads: int = 1  # ONNX Runtime threads per worker (a Ray task holds one CPU)
 

@@ -115,8 +115,8 @@ def clip_model(settings: Settings) -> ClipModel | None:
 
 
 def provider_device(providers: list[str]) -> str:
-    """"cuda" when ONNX Runtime put the session on CUDA, else "cpu" (recorded per call)."""
-    return "cuda" if providers and providers[0] == "CUDAExecutionProvider" else "cpu"
+    """"cuda" when the model's session runs on CUDA (ONNX Runtime or torch), else "cpu"."""
+    return "cuda" if providers and providers[0] in ("CUDAExecutionProvider", "torch:cuda") else "cpu"
 
 
 @functools.lru_cache(maxsize=4)

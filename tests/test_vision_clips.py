@@ -104,3 +104,38 @@ def test_the_batch_shares_one_clip_model_actor_across_calls(settings, ray_local,
         local.write_bytes(storage.get_bytes(client, s3.curated_bucket, key))
         models = set(pq.read_table(local).column("model").to_pylist())
         assert any(m.startswith("mae-dfer") for m in models), models
+
+
+def test_torch_runtime_reads_clips_like_the_onnx_export(tmp_path):
+    """The torch fallback (for GPU nodes whose onnxruntime-gpu cannot reach CUDA) gives the
+    ONNX export's probabilities on the same clips, from the same checkpoint."""
+    import numpy as np
+
+    checkpoint = _builder().build_test_checkpoint(tmp_path / "checkpoint.pth", GEOMETRY_CONFIG, seed=3)
+    exported = export_checkpoint_onnx(str(checkpoint), tmp_path / "tiny.onnx", GEOMETRY_CONFIG).onnx_path
+    onnx_model = face_expression_clips.ClipExpressionModel(exported, "cpu", batch_size=2, threads=1)
+    torch_model = face_expression_clips.TorchClipModel(checkpoint, "cpu", batch_size=2, config=GEOMETRY_CONFIG)
+    clips = np.random.default_rng(0).integers(0, 256, (3, 16, 160, 160, 3), dtype=np.uint8)
+    np.testing.assert_allclose(torch_model.predict(clips), onnx_model.predict(clips), atol=1e-4)
+    assert torch_model.classes == onnx_model.classes and torch_model.providers == ["torch:cpu"]
+
+
+def test_runtime_choice_prefers_onnx_and_takes_torch_only_where_it_alone_reaches_the_gpu(monkeypatch):
+    import onnxruntime
+    import torch
+
+    choose = face_expression_clips.choose_runtime
+    assert choose("auto", "auto", is_checkpoint=False) == ("onnxruntime", "auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert choose("auto", "auto", is_checkpoint=True) == ("onnxruntime", "auto")
+    assert choose("torch", "auto", is_checkpoint=True) == ("torch", "cpu")
+    with pytest.raises(RuntimeError, match="no CUDA"):
+        choose("torch", "cuda", is_checkpoint=True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert choose("auto", "auto", is_checkpoint=True) == ("torch", "cuda")
+    assert choose("auto", "cpu", is_checkpoint=True) == ("onnxruntime", "cpu")
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert choose("auto", "auto", is_checkpoint=True) == ("onnxruntime", "auto")
+    with pytest.raises(ValueError):
+        choose("tensorrt", "auto", is_checkpoint=True)

@@ -136,22 +136,71 @@ class ClipExpressionModel:
 
     def normalise(self, clips: np.ndarray) -> np.ndarray:
         """uint8 (N, T, H, W, 3) RGB -> float32 (N, 3, T, H, W), the authors' normalisation."""
-        x = (clips.astype(np.float32) - self._mean) * self._inv_std
-        return np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))
+        return _normalise(clips, self._mean, self._inv_std)
 
     def predict(self, clips: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) float32, rows summing to 1, columns in ``self.classes`` order."""
-        clips = np.asarray(clips)
-        if clips.dtype != np.uint8 or clips.shape[1:] != self.clip_shape:
-            raise ValueError(
-                f"clips must be uint8 (N, {', '.join(map(str, self.clip_shape))}), got {clips.dtype} {clips.shape}"
-            )
+        clips = _checked(clips, self.clip_shape)
         out = np.empty((len(clips), len(self.classes)), np.float32)
         for start in range(0, len(clips), self.batch_size):
             batch = self.normalise(clips[start : start + self.batch_size])
             (logits,) = self._session.run(["logits"], {"clips": batch})
             out[start : start + len(batch)] = _softmax(logits.astype(np.float64))
         return out
+
+
+class TorchClipModel:
+    """The same model from its ``.pth`` checkpoint, run by torch (fp16 autocast on CUDA).
+
+    For GPU nodes where torch reaches CUDA but onnxruntime-gpu cannot (the lock's
+    onnxruntime-gpu targets CUDA 13, torch CUDA 12.8: docker/ray-gpu.Dockerfile). Same inputs,
+    outputs and normalisation as ClipExpressionModel.
+    """
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", *, batch_size: int = 16,
+                 config: LGIFormerConfig | None = None):
+        import torch
+
+        from pipeline.networks.lgi_former import PAPER_CONFIG
+        from pipeline.networks.mae_dfer_checkpoint import load_checkpoint
+
+        self._torch = torch
+        self.device = torch.device(device)
+        self.model = load_checkpoint(str(checkpoint), config or PAPER_CONFIG).to(self.device).eval()
+        c = self.model.config
+        self.batch_size = batch_size
+        self.classes: tuple[str, ...] = CLASSES
+        self.clip_shape: tuple[int, int, int, int] = (c.num_frames, c.image_size, c.image_size, 3)
+        self._mean = np.asarray(INPUT_MEAN, np.float32) * 255.0
+        self._inv_std = 1.0 / (np.asarray(INPUT_STD, np.float32) * 255.0)
+        self.providers: list[str] = [f"torch:{self.device.type}"]
+        with open(checkpoint, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        self.version = f"mae-dfer-torch:checkpoint-sha256={digest[:16]}"
+
+    def predict(self, clips: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        clips = _checked(clips, self.clip_shape)
+        out = np.empty((len(clips), len(self.classes)), np.float32)
+        use_fp16 = self.device.type == "cuda"
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=use_fp16):
+            for start in range(0, len(clips), self.batch_size):
+                batch = torch.from_numpy(_normalise(clips[start : start + self.batch_size], self._mean, self._inv_std))
+                logits = self.model(batch.to(self.device)).float().cpu().numpy()
+                out[start : start + len(batch)] = _softmax(logits.astype(np.float64))
+        return out
+
+
+def _normalise(clips: np.ndarray, mean: np.ndarray, inv_std: np.ndarray) -> np.ndarray:
+    x = (clips.astype(np.float32) - mean) * inv_std
+    return np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))
+
+
+def _checked(clips: np.ndarray, clip_shape: tuple[int, ...]) -> np.ndarray:
+    clips = np.asarray(clips)
+    if clips.dtype != np.uint8 or clips.shape[1:] != clip_shape:
+        raise ValueError(f"clips must be uint8 (N, {', '.join(map(str, clip_shape))}), got {clips.dtype} {clips.shape}")
+    return clips
 
 
 def onnx_path_for(model_path: str, settings: Settings, config: LGIFormerConfig | None = None) -> Path:
@@ -181,10 +230,44 @@ def _cached_model(onnx_path: str, device: str, batch_size: int, threads: int) ->
     return ClipExpressionModel(onnx_path, device, batch_size=batch_size, threads=threads)
 
 
-def load_clip_model(settings: Settings) -> ClipExpressionModel:
-    """The model of ``settings.vision.clip_model`` (local or s3://, .onnx or .pth), once per process."""
+@functools.lru_cache(maxsize=2)
+def _cached_torch_model(checkpoint: str, device: str, batch_size: int) -> TorchClipModel:
+    return TorchClipModel(checkpoint, device, batch_size=batch_size)
+
+
+def choose_runtime(runtime: str, device: str, is_checkpoint: bool) -> tuple[str, str]:
+    """(runtime, device) for the heavy model. "auto" takes ONNX Runtime, except when only torch
+    can reach the GPU: a .pth checkpoint, a GPU wanted, torch seeing CUDA and ONNX Runtime not."""
+    if runtime not in ("auto", "onnxruntime", "torch"):
+        raise ValueError(f"vision.clip_runtime must be auto, onnxruntime or torch, got {runtime!r}")
+    if runtime == "onnxruntime" or (runtime == "auto" and not is_checkpoint):
+        return "onnxruntime", device
+    import torch
+
+    cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    if runtime == "auto":
+        import onnxruntime as ort
+
+        if not cuda or "CUDAExecutionProvider" in ort.get_available_providers():
+            return "onnxruntime", device
+    if runtime == "torch" and device == "cuda" and not cuda:
+        raise RuntimeError("vision.device 'cuda' asked for, but torch sees no CUDA device")
+    return "torch", "cuda" if cuda else "cpu"
+
+
+def load_clip_model(settings: Settings) -> ClipExpressionModel | TorchClipModel:
+    """The model of ``settings.vision.clip_model`` (local or s3://, .onnx or .pth), once per
+    process, in the runtime ``vision.clip_runtime`` picks (see choose_runtime)."""
+    from pipeline.model_store import resolve_model_path
+
     vision = settings.vision
     if not vision.clip_model:
         raise ValueError("vision.clip_model is not set")
+    local = resolve_model_path(vision.clip_model, settings)
+    runtime, device = choose_runtime(vision.clip_runtime, vision.device, local.suffix != ".onnx")
+    if runtime == "torch":
+        if local.suffix == ".onnx":
+            raise ValueError("vision.clip_runtime 'torch' needs the .pth checkpoint, not an .onnx export")
+        return _cached_torch_model(str(local), device, vision.clip_batch_size)
     path = onnx_path_for(vision.clip_model, settings)
-    return _cached_model(str(path), vision.device, vision.clip_batch_size, vision.threads)
+    return _cached_model(str(path), device, vision.clip_batch_size, vision.threads)
