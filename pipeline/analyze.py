@@ -306,6 +306,8 @@ def _stage_info(settings: Settings, faces: vision.VisionResult | None = None) ->
 
     d, t = settings.diarization, settings.transcription
     diarizer = diarization.BACKEND if d.backend == "embedded" else d.backend
+    # The heavy model's version starts with its runtime: mae-dfer-onnx or mae-dfer-torch.
+    clip_backend = ((faces.versions if faces else {}).get("face_expression_clips") or "mae-dfer-onnx").split(":")[0]
     return {
         "decode": ("pyav", None, "cpu"),
         "speech_activity": (speech_activity.BACKEND, "speech_activity", "cpu"),
@@ -320,7 +322,7 @@ def _stage_info(settings: Settings, faces: vision.VisionResult | None = None) ->
         "face_tracking": ("iou-tracker", None, "cpu"),
         "face_features": ("quality-gate+mouth-patch", None, "cpu"),
         "face_expression": ("mini-xception-onnx", "face_expression", "cpu"),
-        "face_expression_clips": ("mae-dfer-onnx", "face_expression_clips", (faces and faces.clip_device) or "cpu"),
+        "face_expression_clips": (clip_backend, "face_expression_clips", (faces and faces.clip_device) or "cpu"),
         "face_linking": ("lip-motion", None, "cpu"),
     }
 
