@@ -28,7 +28,7 @@ PASSED = {"passed": True, "failures": [], "suite": "callaffect_call_tables@1", "
 def _calls() -> dict[str, dict[str, pa.Table]]:
     calls = {
         "a1": make_call_tables("a1", "2024-05-01", duration_s=90.0, seed=1),
-        "c1": make_call_tables("c1", "2024-05-02", duration_s=200.0, seed=3),
+        "c1": make_call_tables("c1", "2024-05-02", duration_s=200.0, seed=3, video=True),
         "c2": make_call_tables("c2", "2024-05-02", duration_s=60.0, seed=4, frustrated=False),
     }
     # Speaker by speaker (still in time order within each): the marts must order across speakers.
@@ -87,6 +87,21 @@ def test_only_committed_gate_passed_calls_are_loaded(built):
         " from mart_pipeline_health order by 1",
     )
     assert health.drop(columns="call_date").values.tolist() == [[1, 1, 1, 1], [2, 1, 0, 0]]
+
+
+def test_face_tables_and_the_timeline_carry_video_calls_only(built, curated):
+    _, calls = curated
+    tracks = _df(built.path, "select * from fct_face_tracks order by call_id, track_id")
+    assert set(tracks.call_id) == {"c1"}
+    assert tracks.linked.tolist() == [True, True, False] and tracks.role.tolist()[:2] == ["agent", "customer"]
+    expected_share = calls["c1"]["face_tracks"].column("n_usable").to_numpy() / calls["c1"]["face_tracks"].column("n_detections").to_numpy()
+    assert tracks.usable_share.tolist() == pytest.approx(expected_share.tolist())
+    face_affect = _df(built.path, "select call_id, count(*) n from fct_face_affect group by call_id")
+    assert face_affect.values.tolist() == [["c1", calls["c1"]["face_affect"].num_rows]]
+    timeline = _df(built.path, "select call_id, count(face_valence) with_face, count(*) n from mart_speaker_affect_timeline group by call_id order by call_id")
+    by_call = timeline.set_index("call_id")
+    assert by_call.loc["c1", "with_face"] == by_call.loc["c1", "n"] > 0
+    assert by_call.loc["a1", "with_face"] == by_call.loc["c2", "with_face"] == 0
 
 
 def test_qa_flags_mart_joins_the_span_text_in_order(built, curated):

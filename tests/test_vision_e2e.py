@@ -114,3 +114,28 @@ def test_a_video_stream_that_stops_early_keeps_the_whole_audio(video_call, tmp_p
     assert last <= 0.4 * truth.duration_s + 0.5
     assert result.manifest.duration_s == pytest.approx(truth.duration_s, abs=0.5)
     assert np.isfinite(result.tables["speaker_affect"].column("valence").to_numpy()).all()
+
+
+def test_a_stream_that_breaks_mid_way_keeps_what_was_read_and_warns(video_call, monkeypatch):
+    """FFmpeg conceals most damage, so the break is injected: the frame source raises VideoError
+    after 60 frames, as sample_frames does on an unreadable packet."""
+    from pipeline import vision
+    from pipeline.stages.video_frames import VideoError, sample_frames
+
+    truth, metadata, _ = video_call
+
+    def breaking(path, **kwargs):
+        for frame in sample_frames(path, **kwargs):
+            if frame.index == 60:
+                raise VideoError("corrupt video at frame 60: Invalid data found when processing input")
+            yield frame
+
+    monkeypatch.setattr(vision, "sample_frames", breaking)
+    result = analyze_call(truth.video_path, "vid-broken", settings=Settings(), metadata=metadata)
+    assert result.ok
+    assert result.manifest.warnings == [
+        "video: corrupt video at frame 60: Invalid data found when processing input; faces read from the part before it"
+    ]
+    tracks = result.tables["face_tracks"].to_pylist()
+    assert tracks and max(t["last_s"] for t in tracks) < 60 / Settings().vision.sample_fps
+    assert result.manifest.duration_s == pytest.approx(truth.duration_s, abs=0.5)

@@ -14,6 +14,10 @@ select
     a.arousal,
     a.confidence,
     a.modalities,
+    a.text_valence,
+    a.voice_arousal,
+    a.face_valence,  -- null unless a face track was linked to this speaker (video calls)
+    a.face_arousal,
     avg(a.valence) over neighbours as valence_smoothed,
     avg(a.arousal) over neighbours as arousal_smoothed,
     a.valence - avg(a.valence) over speaker_call as valence_vs_speaker_mean,
