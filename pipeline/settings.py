@@ -15,7 +15,6 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 
 ENV_PREFIX = "CALLAFFECT_"
 

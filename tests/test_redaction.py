@@ -548,7 +548,6 @@ def _spoken(i, speaker, start, text):
 
 def test_a_date_answering_a_birth_question_from_the_other_speaker_is_redacted():
     utt = _spoken
-    from pipeline.stages.attribution import Utterance
     calls = [utt(0, "A", 0.0, "Can I have your date of birth, please?"),
              utt(1, "C", 4.0, "There is 11th of November, 1999."),
              utt(2, "A", 8.0, "Thank you. The outage started on the 3rd of March.")]
