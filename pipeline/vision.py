@@ -27,11 +27,16 @@ import numpy as np
 from pyannote.core import Annotation
 
 from pipeline.settings import Settings, VisionSettings
-from pipeline.stages import expression_circumplex, face_detection, face_expression, face_speaker_link, face_tracking
+from pipeline.stages import (
+    expression_circumplex,
+    face_detection,
+    face_expression,
+    face_speaker_link,
+    face_tracking,
+)
+from pipeline.stages.face_expression_clips import CLIP_FRAMES
 from pipeline.stages.fusion import NO_FACE, FaceEvidence
-from pipeline.stages.video_frames import SampledFrame, VideoError, probe_video, sample_frames
-
-CLIP_FRAMES = 16
+from pipeline.stages.video_frames import SampledFrame, VideoError, sample_frames
 
 
 @dataclass(frozen=True)
@@ -127,13 +132,6 @@ def _detector(min_face_px: int, threads: int) -> face_detection.FaceDetector:
 @functools.lru_cache(maxsize=2)
 def _expression_model(cache_dir: str, threads: int) -> face_expression.ExpressionModel:
     return face_expression.ExpressionModel(cache_dir=cache_dir, threads=threads)
-
-
-def has_video(path: str | Path) -> bool:
-    try:
-        return probe_video(path) is not None
-    except VideoError:
-        return True  # a broken stream is still a video: analyze_video reports it
 
 
 class _Clock:
