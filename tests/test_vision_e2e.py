@@ -139,3 +139,28 @@ def test_a_stream_that_breaks_mid_way_keeps_what_was_read_and_warns(video_call, 
     tracks = result.tables["face_tracks"].to_pylist()
     assert tracks and max(t["last_s"] for t in tracks) < 60 / Settings().vision.sample_fps
     assert result.manifest.duration_s == pytest.approx(truth.duration_s, abs=0.5)
+
+
+def test_a_video_with_no_face_on_screen_reads_no_face_and_says_so(tmp_path):
+    """Screen share or a camera pointed at a wall: the branch runs, finds nobody, and the call is
+    analysed from its audio as usual."""
+    import subprocess
+
+    from pipeline.synth import generate_call
+
+    call = generate_call(tmp_path, "wall", seed=4)
+    video = tmp_path / "wall.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=320x240:r=10", "-i", str(call.audio_path),
+         "-shortest", "-c:v", "libx264", "-c:a", "aac", str(video)],
+        check=True,
+    )
+    metadata = {**json.loads(call.metadata_path.read_text()), "consent": {"video": True}}
+    result = analyze_call(video, "wall", settings=Settings(), metadata=metadata)
+    assert result.ok and result.tables["calls"].column("has_video").to_pylist() == [True]
+    assert result.tables["face_tracks"].num_rows == 0 and result.tables["face_affect"].num_rows == 0
+    assert result.manifest.stage_seconds["face_detection"] > 0
+    audit = [a for a in result.tables["audit"].to_pylist() if a["inference"] == "face_expression"]
+    assert len(audit) == 2 and all(not a["performed"] for a in audit)
+    assert all(a["basis"] == "consent.video=true; no face track linked to this speaker" for a in audit)
+    assert result.tables["speaker_affect"].num_rows > 0
