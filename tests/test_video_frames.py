@@ -127,3 +127,33 @@ def test_max_frames_stops_early(tmp_path):
     path = tmp_path / "v.mp4"
     _write_numbered_video(path, n_frames=100, rate=25)
     assert len(list(sample_frames(path, fps=25.0, max_side=None, max_frames=7))) == 7
+
+
+@pytest.mark.parametrize("rotate", [90, 180, 270])
+def test_display_rotation_is_applied_as_ffmpeg_shows_the_video(tmp_path, rotate):
+    """A phone recording's display matrix: frames come out upright, as ffmpeg would show them."""
+    import subprocess
+
+    source = tmp_path / "upright.mp4"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("libx264", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for i in range(5):
+            img = np.zeros((240, 320, 3), np.uint8)
+            img[:40] = 255  # a white band along the top edge
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-c", "copy", "-metadata:s:v:0", f"rotate={rotate}",
+                    str(rotated)], check=True)
+    shown = subprocess.run(["ffmpeg", "-v", "error", "-i", str(rotated), "-frames:v", "1", "-f", "rawvideo",
+                            "-pix_fmt", "gray", "-"], check=True, capture_output=True).stdout
+    frame = next(sample_frames(rotated, fps=5.0, max_side=None))
+    grey = frame.rgb.mean(axis=2)
+    assert grey.size == len(shown)
+    expected = np.frombuffer(shown, np.uint8).reshape(grey.shape).astype(float)
+    assert np.abs(grey - expected).mean() < 5  # the same picture, band on the same edge

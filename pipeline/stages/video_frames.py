@@ -35,7 +35,7 @@ class VideoInfo:
 class SampledFrame:
     index: int  # position among the sampled frames (0, 1, 2, ...)
     t: float  # presentation time, seconds from the start of the recording
-    rgb: np.ndarray  # (H, W, 3) uint8, possibly scaled down (see output_size)
+    rgb: np.ndarray  # (H, W, 3) uint8, upright (display rotation applied), possibly scaled down
 
 
 def probe_video(path: str | Path) -> VideoInfo | None:
@@ -100,6 +100,10 @@ def sample_frames(path: str | Path, fps: float = 5.0, max_side: int | None = 640
                 if t + tolerance < next_t:
                     continue
                 rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+                # Phone recordings carry a display rotation: faces must be upright for MTCNN.
+                quarter_turns = int(round(getattr(frame, "rotation", 0) / 90.0)) % 4
+                if quarter_turns:
+                    rgb = np.ascontiguousarray(np.rot90(rgb, quarter_turns))
                 yield SampledFrame(index=index, t=round(t, 4), rgb=rgb)
                 index += 1
                 if max_frames is not None and index >= max_frames:
