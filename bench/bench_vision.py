@@ -33,14 +33,16 @@ def _peak_rss_mb() -> float:
 
 
 def _turns_from_rttm(path: Path, repeat: int = 1, period: float = 0.0):
+    """The RTTM's turns, repeated ``repeat`` times ``period`` seconds apart (for a looped video)."""
     from pyannote.core import Annotation, Segment
 
+    from pipeline.evaluation import load_rttm
+
+    (once,) = load_rttm(path).values()
     turns = Annotation()
     for k in range(repeat):
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            start, dur = float(parts[3]) + k * period, float(parts[4])
-            turns[Segment(start, start + dur), f"{k}-{start}"] = parts[7]
+        for seg, track, label in once.itertracks(yield_label=True):
+            turns[Segment(seg.start + k * period, seg.end + k * period), (k, track)] = label
     return turns
 
 

@@ -300,17 +300,21 @@ def _windows(track_id: int, s: _Samples, window_s: float, frame_s: float, model:
     bins = np.floor(times / window_s).astype(int)
     rows = []
     for b in np.unique(bins):
-        mean = probs[bins == b].mean(axis=0)
-        valence, arousal = expression_circumplex.valence_arousal(mean[None], face_expression.EMOTIONS)
-        confidence = expression_circumplex.confidence(mean[None])
-        end = min((b + 1) * window_s, float(times[bins == b].max()) + frame_s)
-        rows.append(FaceAffectRow(
-            track_id=track_id, start=round(b * window_s, 3), end=round(end, 3),
-            n_frames=int((bins == b).sum()), probs=tuple(round(float(p), 5) for p in mean),
-            valence=round(float(valence[0]), 4), arousal=round(float(arousal[0]), 4),
-            confidence=round(float(confidence[0]), 4), model=model,
-        ))
+        inside = bins == b
+        end = min((b + 1) * window_s, float(times[inside].max()) + frame_s)
+        rows.append(_affect_row(track_id, b * window_s, end, int(inside.sum()), probs[inside].mean(axis=0), model))
     return rows
+
+
+def _affect_row(track_id: int, start: float, end: float, n_frames: int, probs: np.ndarray, model: str) -> FaceAffectRow:
+    """One face_affect row from class probabilities in face_expression.EMOTIONS order."""
+    valence, arousal = expression_circumplex.valence_arousal(probs[None], face_expression.EMOTIONS)
+    confidence = expression_circumplex.confidence(probs[None])
+    return FaceAffectRow(
+        track_id=track_id, start=round(float(start), 3), end=round(float(end), 3), n_frames=n_frames,
+        probs=tuple(round(float(p), 5) for p in probs), valence=round(float(valence[0]), 4),
+        arousal=round(float(arousal[0]), 4), confidence=round(float(confidence[0]), 4), model=model,
+    )
 
 
 class _ClipCollector:
@@ -364,18 +368,11 @@ class _ClipCollector:
 
     def finish(self, classes: tuple[str, ...], model: str) -> list[FaceAffectRow]:
         self._run()
-        order = [classes.index(e) for e in face_expression.EMOTIONS]
-        rows = []
-        for track, start, end, p in self._done:
-            probs = np.asarray(p, np.float64)[order]
-            valence, arousal = expression_circumplex.valence_arousal(probs[None], face_expression.EMOTIONS)
-            confidence = expression_circumplex.confidence(probs[None])
-            rows.append(FaceAffectRow(
-                track_id=track, start=round(start, 3), end=round(end, 3), n_frames=CLIP_FRAMES,
-                probs=tuple(round(float(x), 5) for x in probs), valence=round(float(valence[0]), 4),
-                arousal=round(float(arousal[0]), 4), confidence=round(float(confidence[0]), 4), model=model,
-            ))
-        return rows
+        order = [classes.index(e) for e in face_expression.EMOTIONS]  # the model's order -> the table's
+        return [
+            _affect_row(track, start, end, CLIP_FRAMES, np.asarray(p, np.float64)[order], model)
+            for track, start, end, p in self._done
+        ]
 
 
 def _recent_arousal(s: _Samples | None, start: float, end: float) -> float:

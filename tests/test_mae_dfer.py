@@ -2,28 +2,31 @@
 and the clip runtime. Weights are random (models/build_test_mae_dfer_checkpoint.py)."""
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from model_scripts import load_model_script
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline import storage
-from pipeline.networks.lgi_former import GeneralAttention, LGIFormer, LGIFormerConfig, multiply_accumulates
-from pipeline.networks.mae_dfer_checkpoint import CheckpointMismatch, load_checkpoint, read_checkpoint, remap_state_dict
+from pipeline.networks.lgi_former import (
+    GeneralAttention,
+    LGIFormer,
+    LGIFormerConfig,
+    multiply_accumulates,
+)
+from pipeline.networks.mae_dfer_checkpoint import (
+    CheckpointMismatch,
+    load_checkpoint,
+    read_checkpoint,
+    remap_state_dict,
+)
 from pipeline.settings import ModelStoreSettings, Settings
 from pipeline.stages import face_expression_clips as fec
 
-ROOT = Path(__file__).resolve().parent.parent
-
-_spec = importlib.util.spec_from_file_location(
-    "build_test_mae_dfer_checkpoint", ROOT / "models" / "build_test_mae_dfer_checkpoint.py"
-)
-builder = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(builder)
+builder = load_model_script("build_test_mae_dfer_checkpoint")
 SMALL = builder.TEST_CONFIG  # token grid (2, 4, 4), regions (2, 2, 1) of 1x2x4 tokens
 
 # From the authors' logs/dfew.out (github.com/sunlicai/MAE-DFER): "number of params: 84878343",

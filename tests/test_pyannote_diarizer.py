@@ -5,7 +5,6 @@ and real inference. Random weights: nothing here says anything about diarization
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import re
 import shutil
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_scripts import load_model_script
 from pyannote.audio.telemetry.metrics import is_metrics_enabled
 from pyannote.core import Annotation
 
@@ -24,20 +24,12 @@ from pipeline.stages import pyannote_diarizer as pd
 from pipeline.stages.diarization import SpeakerHints
 from pipeline.synth import generate_call
 
-ROOT = Path(__file__).resolve().parent.parent
 EXCERPT_S = 20.0  # both parties speak in it; keeps inference to seconds on 2 cores
-
-
-def _builder():
-    spec = importlib.util.spec_from_file_location("build_test_pyannote_pipeline", ROOT / "models" / "build_test_pyannote_pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
 def pipeline_dir(tmp_path_factory) -> Path:
-    return _builder().build_test_pipeline(tmp_path_factory.mktemp("pyannote") / "tiny-diarization")
+    return load_model_script("build_test_pyannote_pipeline").build_test_pipeline(tmp_path_factory.mktemp("pyannote") / "tiny-diarization")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import dataclasses
 import difflib
 import functools
 import gzip
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 import whisper
+from model_scripts import load_model_script
 from pyannote.core import Segment, Timeline
 from whisper.model import ModelDimensions, Whisper
 from whisper.tokenizer import get_tokenizer
@@ -38,18 +38,10 @@ from pipeline.stages.speech_activity import detect_speech
 from pipeline.stages.transcription import Word, embedded_model_path
 from pipeline.synth import generate_call
 
-ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
 
 
-def _load_converter():
-    spec = importlib.util.spec_from_file_location("convert_ct2_to_whisper", ROOT / "models" / "convert_ct2_to_whisper.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-convert_ct2 = _load_converter()
+convert_ct2 = load_model_script("convert_ct2_to_whisper")
 
 
 # --- fixtures ------------------------------------------------------------------------------

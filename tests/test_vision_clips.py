@@ -5,12 +5,12 @@ LGI-Former with the paper's input geometry (16 x 160 x 160) test the path, never
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from model_scripts import load_model_script
 
 from pipeline import storage
 from pipeline.analyze import analyze_call
@@ -23,16 +23,12 @@ from pipeline.synth_video import generate_video_call
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
 # The paper's clip geometry (so real crops fit) with a tiny trunk, so a clip costs milliseconds.
 GEOMETRY_CONFIG = LGIFormerConfig(embed_dim=32, depth=1, num_heads=2)
 
 
 def _builder():
-    spec = importlib.util.spec_from_file_location("build_ckpt", ROOT / "models" / "build_test_mae_dfer_checkpoint.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_model_script("build_test_mae_dfer_checkpoint")
 
 
 @pytest.fixture(scope="module")
