@@ -2,9 +2,10 @@
 
 Runs on ``schedule.nightly_cron`` (02:00 UTC), and also whenever the landing DAG announces new
 recordings if ``schedule.start_on_landing`` is set. Each batch is a
-mapped task (one per ``ray.max_calls_per_batch`` calls). With nothing pending the mapped task is
-skipped and the gate, marts and report still run (``none_failed``): the marts stay current and
-a call that an earlier, failed run committed is still gated and loaded.
+mapped task (one per ``ray.max_calls_per_batch`` calls). The gate, marts and report run whatever
+happened upstream (``all_done``): with nothing pending, or with a batch that failed, the calls
+that did commit are still gated and loaded. ``check_run`` then fails the run if a call was not
+committed or a task failed, so the failure shows without holding the other calls back.
 """
 
 from __future__ import annotations
@@ -44,23 +45,28 @@ def callaffect_nightly():
     def analyze_batch(batch: list[dict]) -> dict:
         return t.analyze_batch(batch)
 
-    @task(trigger_rule="none_failed")
+    @task(trigger_rule="all_done")
     def quality_gate() -> dict:
         return t.quality_gate()
 
-    @task
+    @task(trigger_rule="all_done")
     def build_marts() -> dict:
         return t.build_marts()
 
-    @task(trigger_rule="none_failed")
-    def report(batches: list[dict], gate: dict, marts: dict) -> dict:
+    @task(trigger_rule="all_done")
+    def report(discovered: list[list[dict]], batches: list[dict], gate: dict, marts: dict) -> dict:
         # A slice fetches every batch's result in one request (empty when the batch was skipped).
-        return t.nightly_report(batches[:], gate, marts)
+        return t.nightly_report(discovered, batches[:], gate, marts)
 
-    batches = analyze_batch.expand(batch=discover())
+    @task(trigger_rule="all_done")
+    def check_run(summary: dict) -> dict:
+        return t.check_run(summary)
+
+    discovered = discover()
+    batches = analyze_batch.expand(batch=discovered)
     gate, marts = quality_gate(), build_marts()
     batches >> gate >> marts
-    report(batches, gate, marts)
+    check_run(report(discovered, batches, gate, marts))
 
 
 callaffect_nightly()

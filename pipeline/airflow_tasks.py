@@ -124,10 +124,21 @@ def register_recordings(pending: list[dict]) -> dict:
 
 
 def discover_batches() -> list[list[dict]]:
-    """Pending recordings cut into batches of ``ray.max_calls_per_batch``: one mapped task each."""
+    """Pending recordings cut into batches of ``ray.max_calls_per_batch``: one mapped task each.
+
+    Calls that cannot be analysed as they are (a call id under two dates, two media files for
+    one call) are quarantined here with their reason; raw objects that are not recordings are
+    listed as ignored under the ops prefix."""
+    from pipeline.batch import discover, recording_to_dict, settle_discovery
+
     settings = load_settings()
-    pending = pending_recordings()
-    size = max(1, settings.ray.max_calls_per_batch)
+    found = discover(settings)
+    for call_id, reason in settle_discovery(settings, found).items():
+        log.warning("quarantined at discovery: %s: %s", call_id, reason)
+    for item in found.ignored:
+        log.warning("ignored raw object: %s", item.reason)
+    pending = [recording_to_dict(r) for r in found.pending]
+    size = settings.ray.max_calls_per_batch
     batches = [pending[i : i + size] for i in range(0, len(pending), size)]
     log.info("%d pending recording(s) in %d batch(es)", len(pending), len(batches))
     return batches
@@ -136,17 +147,16 @@ def discover_batches() -> list[list[dict]]:
 def analyze_batch(batch: list[dict]) -> dict:
     """Run one batch on Ray; committed calls are skipped, so a retry redoes only what is missing.
 
-    Returns the batch report plus each call's date (the report knows only call ids).
-    Fails when a call could not be committed (an S3 error): Airflow retries the batch.
+    Returns the batch report plus each call's date (the report knows only call ids). A call
+    that could not be committed does not fail this task: it is counted and retried next run
+    (quarantined after ``ray.max_call_failures``), and ``check_run`` fails the DAG run for it.
     """
-    from airflow.sdk.exceptions import AirflowException
-
     from pipeline.batch import recording_from_dict, run_batch
 
     recordings = [recording_from_dict(rec) for rec in batch]
     report = run_batch(load_settings(), recordings=recordings, analyze_fn=ANALYZE_FN)
-    if report.failed:
-        raise AirflowException(f"{len(report.failed)} call(s) not committed: {report.failed}")
+    for call_id, error in report.failed.items():
+        log.warning("%s not committed, retried next run: %s", call_id, error)
     return {"report": report.to_dict(), "call_dates": {r.call_id: r.call_date for r in recordings}}
 
 
@@ -170,29 +180,36 @@ def build_marts() -> dict:
     return dataclasses.asdict(build(load_settings()))
 
 
-def nightly_report(batches: list[dict], gate: dict, marts: dict) -> dict:
+def nightly_report(discovered: list[list[dict]] | None, batches: list[dict | None], gate: dict | None,
+                   marts: dict | None) -> dict:
     """What this run did, read back from the marts: per call its status (after the gate), speakers
-    and flags. ``batches`` are analyze_batch's results (none when nothing was pending)."""
+    and flags. ``batches`` are analyze_batch's results (none when nothing was pending; a batch
+    task that failed has none). Calls not committed and tasks that failed are listed."""
     import pyarrow as pa
 
     from pipeline.marts import open_marts
 
     calls: dict[str, str] = {}
-    for batch in batches:
+    results = [b for b in batches or [] if b]
+    not_committed: dict[str, str] = {}
+    for batch in results:
         report = batch["report"]
+        not_committed.update(report["failed"])
         for call_id in [*report["ok"], *report["quarantined"], *report["skipped"]]:
             calls[call_id] = batch["call_dates"][call_id]
     summary: dict[str, Any] = {
         "calls": [],
         "processed": [],
         "quarantined": {},
+        "not_committed": not_committed,  # retried next run
+        "batches_failed": max(0, len(discovered or []) - len(results)),
         "flags": [],  # the strongest first, at most _REPORT_FLAGS_MAX of flag_count
         "flag_count": 0,
         "gate": gate,
-        "marts": {k: marts[k] for k in ("path", "calls_loaded", "calls_quarantined", "tables")},
+        "marts": {k: marts[k] for k in ("path", "calls_loaded", "calls_quarantined", "tables")} if marts else None,
     }
-    if not calls:
-        log.info("nothing was pending; marts rebuilt with %d call(s)", marts["calls_loaded"])
+    if not calls or marts is None:
+        log.info("nothing was pending" if marts else "no marts were built")
         return summary
     # Calls are identified by (date, id); a DuckDB table of them keeps the queries plain joins.
     with open_marts(load_settings(), marts["path"]) as con:
@@ -251,6 +268,28 @@ def nightly_report(batches: list[dict], gate: dict, marts: dict) -> dict:
         len(summary["processed"]), len(summary["quarantined"]), len(flags),
     )
     return summary
+
+
+def check_run(summary: dict | None) -> dict:
+    """Fail the DAG run when anything failed: after the gate, marts and report have done what
+    they could for the calls that did commit."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    if summary is None:
+        raise AirflowFailException("the run's report is missing: see the report task")
+    problems = []
+    if summary["not_committed"]:
+        problems.append(f"{len(summary['not_committed'])} call(s) not committed (retried next run): "
+                        + ", ".join(sorted(summary["not_committed"])[:20]))
+    if summary["batches_failed"]:
+        problems.append(f"{summary['batches_failed']} batch task(s) failed")
+    if summary["gate"] is None:
+        problems.append("the quality gate failed")
+    if summary["marts"] is None:
+        problems.append("the marts build failed")
+    if problems:
+        raise AirflowFailException("; ".join(problems))
+    return {"ok": True}
 
 
 # --- retention -------------------------------------------------------------------------------

@@ -21,7 +21,9 @@ import numpy as np
 from pyannote.core import Annotation, Timeline
 
 from pipeline import __version__, model_store, vision
+from pipeline import metadata as call_metadata
 from pipeline.manifest import CallManifest
+from pipeline.metadata import CallMetadata, Consent, MetadataError
 from pipeline.media import MediaError, decode_audio
 from pipeline.schemas import SCHEMA_VERSION, to_table
 from pipeline.settings import Settings
@@ -55,20 +57,6 @@ class CallResult:
         return self.manifest.status == "ok"
 
 
-@dataclass(frozen=True)
-class Consent:
-    """What the call's metadata allows. Absent keys default to allowed for audio, denied for video."""
-
-    text_affect: bool = True
-    voice_affect: bool = True
-    video: bool = False
-
-    @classmethod
-    def from_metadata(cls, metadata: dict) -> "Consent":
-        given = metadata.get("consent") or {}
-        return cls(**{k: bool(given[k]) for k in ("text_affect", "voice_affect", "video") if k in given})
-
-
 class _Timer:
     def __init__(self, progress: Callable[[str], None] | None):
         self.seconds: dict[str, float] = {}
@@ -97,15 +85,21 @@ def analyze_call(
     *,
     settings: Settings,
     call_date: str | None = None,
-    metadata: dict | None = None,
+    metadata: CallMetadata | dict | None = None,
     source_uri: str | None = None,
     progress: Callable[[str], None] | None = None,
     clip: vision.ClipModel | None = None,
 ) -> CallResult:
-    """Analyse one recording. ``clip`` is a shared heavy clip model (the batch's actor); without
-    it the one configured in ``settings.vision.clip_model`` (if any) is loaded in-process."""
-    metadata = metadata or {}
-    call_date = call_date or metadata.get("call_date") or dt.date.today().isoformat()
+    """Analyse one recording. ``metadata`` is checked against the contract (pipeline.metadata)
+    first: invalid metadata quarantines the call before any analysis. ``clip`` is a shared
+    heavy clip model (the batch's actor); without it the one configured in
+    ``settings.vision.clip_model`` (if any) is loaded in-process."""
+    try:
+        meta = call_metadata.validate(metadata if metadata is not None else {})
+        bad_metadata = None
+    except MetadataError as exc:
+        meta, bad_metadata = CallMetadata(), str(exc)
+    call_date = call_date or meta.call_date or dt.date.today().isoformat()
     manifest = CallManifest(
         call_id=call_id,
         status="ok",
@@ -117,6 +111,8 @@ def analyze_call(
         created_at=_now().isoformat(),
     )
     timer = _Timer(progress)
+    if bad_metadata:
+        return _quarantine(manifest, bad_metadata, timer)
     try:
         audio = timer.run("decode", decode_audio, media_path, sample_rate=settings.audio.sample_rate,
                           min_duration_s=settings.audio.min_duration_s, max_duration_s=settings.audio.max_duration_s)
@@ -128,9 +124,7 @@ def analyze_call(
     manifest.duration_s = round(audio.duration_s, 3)
 
     layout = channels.detect_layout(audio.channels, audio.sample_rate)
-    hints = diarization.SpeakerHints(
-        min_speakers=int(metadata.get("min_speakers", 1)), max_speakers=metadata.get("max_speakers")
-    )
+    hints = diarization.SpeakerHints(min_speakers=meta.min_speakers, max_speakers=meta.max_speakers)
     if layout.kind == "stereo":
         # One party per channel: each channel is analysed alone, then the parties are merged.
         per_channel = diarization.SpeakerHints(1, settings.diarization.max_speakers_per_channel)
@@ -146,11 +140,11 @@ def analyze_call(
     turns, utterances, speaker_channel = timer.run("attribution", _merge_parts, parts)
     # PII leaves the transcript before anything downstream (affect, flags, tables, VTT) sees it.
     utterances, redacted = timer.run("redaction", redaction.redact_utterances, utterances, settings.redaction)
-    role_map = timer.run("roles", roles.assign_roles, turns, utterances, metadata,
-                         speaker_channel if layout.kind == "stereo" else None)
+    role_map = timer.run("roles", roles.assign_roles, turns, utterances, meta.roles,
+                         speaker_channel if layout.kind == "stereo" else None, meta.channels)
     talk = timer.run("conversation", conversation.conversation_metrics, turns, utterances, audio.duration_s)
 
-    consent = Consent.from_metadata(metadata)
+    consent = meta.consent
     faces, face_basis = _run_vision(media_path, audio.info.has_video, turns, settings, consent, timer, clip)
     if faces is not None and faces.error:
         manifest.warnings.append(f"video: {faces.error}; faces read from the part before it")

@@ -5,10 +5,16 @@ Parquet files, so a call that dies half-way has no manifest and is picked up aga
 Keys are deterministic (pipeline.layout), so re-running a call overwrites and never duplicates.
 Status ``ok`` or ``quarantined`` both count as committed: a quarantined call waits for an
 operator (``run_batch(..., recordings=[...], reprocess=True)``), not for the next night.
+
+Every raw object ends as processed, quarantined with a reason, a metadata sidecar, or ignored
+with a reason (``discover``). A call is analysed under a lease (pipeline.leases), so two batches
+never analyse it at once; a call that fails to commit in ``ray.max_call_failures`` runs
+(worker crashes, S3 errors) is quarantined with ``failed N times: <last error>``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -19,7 +25,8 @@ import shutil
 import tempfile
 import time
 import typing
-from collections.abc import Callable, Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,19 +34,32 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import storage
-from pipeline.layout import MANIFESTS, RawRecording, manifest_key, parse_manifest_key, parse_raw_key, table_key
+from pipeline import leases, storage
+from pipeline import metadata as call_metadata
+from pipeline.layout import (
+    MANIFESTS,
+    NotARecording,
+    RawRecording,
+    classify_raw_key,
+    failures_key,
+    ignored_key,
+    manifest_key,
+    parse_manifest_key,
+    table_key,
+)
 from pipeline.manifest import CallManifest
 from pipeline.schemas import TABLES
-from pipeline.settings import RaySettings, Settings
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 AnalyzeFn = Callable[..., typing.Any]  # pipeline.analyze.analyze_call's signature, returns CallResult
 
-# Ray retries a task whose worker died (node lost, OOM kill) this many times; a call that kills
-# its worker every time is then quarantined rather than retried every night.
+# Ray retries a task whose worker died (node lost, OOM kill) this many times within a run; runs
+# that still fail count towards ray.max_call_failures.
 _TASK_MAX_RETRIES = 1
+# Scratch space for media on the node that analyses a call: one private folder per call and process.
+WORK_ROOT = Path(tempfile.gettempdir()) / "callaffect-work"
 
 
 @dataclass
@@ -48,10 +68,28 @@ class BatchReport:
     quarantined: dict[str, str] = field(default_factory=dict)  # call id -> reason
     failed: dict[str, str] = field(default_factory=dict)  # not committed (e.g. S3 error): retried next run
     skipped: list[str] = field(default_factory=list)  # given explicitly but already committed
+    busy: dict[str, str] = field(default_factory=dict)  # being analysed by another batch right now
+    ignored: dict[str, str] = field(default_factory=dict)  # raw key -> why it is not a recording
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class CallOutcome:
+    """What one task did with one recording: committed a manifest, or left the call alone."""
+
+    call_id: str
+    manifest: CallManifest | None = None
+    skipped: str | None = None  # "committed", or who holds the call's lease
+
+
+@dataclass
+class Discovery:
+    pending: list[RawRecording] = field(default_factory=list)
+    rejected: list[tuple[RawRecording, str]] = field(default_factory=list)  # quarantined at discovery
+    ignored: list[NotARecording] = field(default_factory=list)
 
 
 def recording_to_dict(rec: RawRecording) -> dict:
@@ -83,38 +121,101 @@ def _committed(settings: Settings, client) -> set[tuple[str, str]]:
     return found
 
 
+def discover(settings: Settings, client=None) -> Discovery:
+    """Sort every raw object: pending recordings, calls to quarantine now, and the rest.
+
+    A call id is one call: a recording whose call id is committed under another date, or
+    pending under an earlier one, is rejected (it would collide in the marts), and so is a call
+    with two media files (which one is the call?). Sorted by date then call id.
+    """
+    s3 = settings.s3
+    client = client or storage.s3_client(s3)
+    committed = _committed(settings, client)
+    committed_dates: dict[str, set[str]] = defaultdict(set)
+    for day, call_id in committed:
+        committed_dates[call_id].add(day)
+    media: dict[tuple[str, str], list[RawRecording]] = defaultdict(list)
+    sidecars: dict[tuple[str, str], NotARecording] = {}
+    found = Discovery()
+    for obj in storage.list_objects(client, s3.raw_bucket, s3.raw_prefix):
+        item = classify_raw_key(obj.key, s3.raw_prefix, obj.size, obj.etag)
+        if isinstance(item, RawRecording):
+            media[(item.call_date, item.call_id)].append(item)
+        elif item.kind == "sidecar":
+            day, name = obj.key[len(s3.raw_prefix):].split("/")
+            sidecars[(day, name.removesuffix(".json"))] = item
+        else:
+            found.ignored.append(item)
+    raw_dates: dict[str, set[str]] = defaultdict(set)
+    for day, call_id in media:
+        raw_dates[call_id].add(day)
+    for ident in set(sidecars) - set(media) - committed:
+        found.ignored.append(dataclasses.replace(sidecars[ident], kind="ignored", reason="metadata without a recording"))
+    for (day, call_id), recs in sorted(media.items()):
+        recs.sort(key=lambda r: r.key)
+        if (day, call_id) in committed:
+            if len(recs) > 1:
+                found.ignored += _extra_media(settings, client, day, call_id, recs)
+            continue
+        taken = sorted(d for d in committed_dates[call_id] | raw_dates[call_id] if d != day
+                       and (d in committed_dates[call_id] or d < day))
+        if taken:
+            found.rejected.append((recs[0], f"call id {call_id} is already used by the recording of {taken[0]}"))
+        elif len(recs) > 1:
+            names = ", ".join(posixpath.basename(r.key) for r in recs)
+            found.rejected.append((recs[0], f"{len(recs)} media files for one call ({names}): keep one and reprocess"))
+        else:
+            found.pending.append(recs[0])
+    found.ignored.sort(key=lambda i: i.key)
+    return found
+
+
+def _extra_media(settings: Settings, client, day: str, call_id: str, recs: list[RawRecording]) -> list[NotARecording]:
+    """Media files of a committed call other than the one it was committed from."""
+    manifest = read_manifest(settings, day, call_id, client)
+    source = manifest.source_uri if manifest else None
+    return [
+        NotARecording(r.key, "ignored", f"call {call_id} is already committed from another file")
+        for r in recs if source != f"s3://{settings.s3.raw_bucket}/{r.key}"
+    ]
+
+
+def settle_discovery(settings: Settings, found: Discovery, client=None) -> dict[str, str]:
+    """Commit the rejected calls as quarantined and record the ignored objects under the ops
+    prefix (one small object per raw key, overwritten: idempotent). Returns call id -> reason."""
+    s3 = settings.s3
+    client = client or storage.s3_client(s3)
+    quarantined = {}
+    for rec, reason in found.rejected:
+        _commit(client, settings, rec, _quarantine(rec, reason), {})
+        quarantined[rec.call_id] = reason
+        log.warning("%s quarantined at discovery: %s", rec.call_id, reason)
+    for item in found.ignored:
+        body = json.dumps({"bucket": s3.raw_bucket, "key": item.key, "reason": item.reason, "seen_at": _now()})
+        storage.put_bytes(client, s3.curated_bucket, ignored_key(s3.ops_prefix, item.key), body.encode(), "application/json")
+    if found.ignored:
+        log.warning("%d raw object(s) ignored, listed under s3://%s/%signored/", len(found.ignored), s3.curated_bucket, s3.ops_prefix)
+    return quarantined
+
+
 def list_recordings(settings: Settings, client=None) -> list[RawRecording]:
     """Every raw recording, sorted by date then call id."""
     s3 = settings.s3
     client = client or storage.s3_client(s3)
-    recs: dict[tuple[str, str], RawRecording] = {}
-    for obj in storage.list_objects(client, s3.raw_bucket, s3.raw_prefix):
-        rec = parse_raw_key(obj.key, s3.raw_prefix, obj.size, obj.etag)
-        if rec is None:
-            continue
-        ident = (rec.call_date, rec.call_id)
-        if ident in recs:
-            # Two files for one call (e.g. .wav and .mp3) would write the same output keys.
-            log.warning("ignoring %s: call %s already has %s", rec.key, rec.call_id, recs[ident].key)
-            continue
-        recs[ident] = rec
-    return [recs[k] for k in sorted(recs)]
+    recs = (classify_raw_key(o.key, s3.raw_prefix, o.size, o.etag) for o in storage.list_objects(client, s3.raw_bucket, s3.raw_prefix))
+    return sorted((r for r in recs if isinstance(r, RawRecording)), key=lambda r: (r.call_date, r.call_id, r.key))
 
 
 def discover_pending(settings: Settings, client=None) -> list[RawRecording]:
-    """Raw recordings with no committed manifest (ok or quarantined), sorted by date then call id."""
-    client = client or storage.s3_client(settings.s3)
-    committed = _committed(settings, client)
-    return [r for r in list_recordings(settings, client) if (r.call_date, r.call_id) not in committed]
+    """Raw recordings with no committed manifest that can be analysed, sorted by date then call id."""
+    return discover(settings, client).pending
 
 
 def read_manifest(settings: Settings, call_date: str, call_id: str, client=None) -> CallManifest | None:
     s3 = settings.s3
     client = client or storage.s3_client(s3)
-    key = manifest_key(s3.curated_prefix, call_date, call_id)
-    if not storage.object_exists(client, s3.curated_bucket, key):
-        return None
-    return CallManifest.from_json(storage.get_bytes(client, s3.curated_bucket, key))
+    found = storage.get_bytes_and_etag(client, s3.curated_bucket, manifest_key(s3.curated_prefix, call_date, call_id))
+    return CallManifest.from_json(found[0]) if found else None
 
 
 def list_manifests(settings: Settings, client=None) -> list[CallManifest]:
@@ -160,18 +261,15 @@ def _conform(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
     return out
 
 
-def _read_metadata(client, settings: Settings, rec: RawRecording) -> tuple[dict | None, str | None]:
-    """The call's metadata JSON (or None) and, if it is unreadable, the quarantine reason."""
+def _read_metadata(client, settings: Settings, rec: RawRecording) -> call_metadata.CallMetadata:
+    """The call's metadata under the contract (defaults when there is none), or MetadataError."""
     bucket = settings.s3.raw_bucket
-    if not storage.object_exists(client, bucket, rec.metadata_key):
-        return None, None
-    try:
-        metadata = json.loads(storage.get_bytes(client, bucket, rec.metadata_key))
-    except ValueError as exc:
-        return None, f"metadata {rec.metadata_key} is not valid JSON: {exc}"
-    if not isinstance(metadata, dict):
-        return None, f"metadata {rec.metadata_key} is not a JSON object"
-    return metadata, None
+    size = storage.object_size(client, bucket, rec.metadata_key)
+    if size is None:
+        return call_metadata.CallMetadata()
+    if size > call_metadata.MAX_BYTES:  # checked before reading: a sidecar must not cost memory
+        raise call_metadata.MetadataError(f"metadata is {size} bytes, over the {call_metadata.MAX_BYTES}-byte limit")
+    return call_metadata.parse(storage.get_bytes(client, bucket, rec.metadata_key))
 
 
 def _commit(
@@ -193,13 +291,38 @@ def _commit(
     # A re-run that produced fewer tables (or a quarantine) must not leave an older run's rows.
     for name in TABLES.keys() - tables.keys():
         storage.delete_object(client, s3.curated_bucket, table_key(s3.curated_prefix, name, rec.call_date, rec.call_id))
+    # Committed: earlier failed runs no longer count.
+    storage.delete_object(client, s3.curated_bucket, failures_key(s3.ops_prefix, rec.call_date, rec.call_id))
     return manifest
 
 
-def work_dir(source_uri: str, call_id: str) -> Path:
-    """Local scratch space of one recording on the node that analyses it."""
-    tag = hashlib.sha1(source_uri.encode()).hexdigest()[:10]
-    return Path(tempfile.gettempdir()) / "callaffect-work" / f"{call_id}-{tag}"
+def _owner_alive(folder: Path) -> bool:
+    pid = folder.name.split("-", 1)[0]
+    if not pid.isdigit():
+        return False  # not one of ours (or an older layout): nobody is using it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def call_work_dir() -> Iterator[Path]:
+    """A private (0700) scratch folder for one call, removed on exit; folders left by processes
+    that died (a killed worker cannot clean up) are removed first."""
+    WORK_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
+    WORK_ROOT.chmod(0o700)
+    for stale in WORK_ROOT.iterdir():
+        if not _owner_alive(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=WORK_ROOT))  # mkdtemp: mode 0700
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _default_analyze() -> AnalyzeFn:
@@ -208,60 +331,67 @@ def _default_analyze() -> AnalyzeFn:
     return analyze_call
 
 
-def process_recording(
-    rec: RawRecording | dict, settings: Settings | dict, analyze_fn: AnalyzeFn | None = None, clip=None
-) -> CallManifest:
-    """Analyse one raw recording and commit it (the body of a Ray task).
+def _analyse(client, settings: Settings, rec: RawRecording, work: Path, analyze_fn: AnalyzeFn,
+             clip) -> tuple[CallManifest, dict[str, pa.Table]]:
+    """Download and analyse one recording. Bad input and errors inside the analysis become a
+    quarantined manifest; S3 errors propagate (the call stays uncommitted)."""
+    s3 = settings.s3
+    media = storage.download_to(client, s3.raw_bucket, rec.key, work / posixpath.basename(rec.key))
+    try:
+        metadata = _read_metadata(client, settings, rec)
+    except call_metadata.MetadataError as exc:
+        return _quarantine(rec, str(exc), _sha256(media)), {}
+    try:
+        result = analyze_fn(
+            media, rec.call_id, settings=settings, call_date=rec.call_date, metadata=metadata,
+            source_uri=f"s3://{s3.raw_bucket}/{rec.key}", **({"clip": clip} if clip is not None else {}),
+        )
+        manifest = result.manifest
+        return manifest, (_conform(result.tables) if manifest.status == "ok" else {})
+    except Exception as exc:  # noqa: BLE001 - a bug or MemoryError in one call, not the batch
+        log.exception("analysis of %s failed", rec.call_id)
+        return _quarantine(rec, f"internal error: {_error_text(exc)}", _sha256(media)), {}
 
-    ``clip`` (a pipeline.vision.ClipModel) is the batch's shared heavy clip model, if any.
-    Any exception from the analysis becomes a quarantined manifest, so one bad call never sinks
-    the batch. Exceptions from S3 propagate: the call stays uncommitted and is retried.
+
+def process_recording(
+    rec: RawRecording | dict, settings: Settings | dict, analyze_fn: AnalyzeFn | None = None, clip=None,
+    reprocess: bool = False,
+) -> CallOutcome:
+    """Analyse one raw recording under its lease and commit it (the body of a Ray task).
+
+    ``clip`` (a pipeline.vision.ClipModel) is the batch's shared heavy clip model, if any. A call
+    leased by another batch, or committed meanwhile (unless ``reprocess``), is left alone.
     """
     rec, settings = recording_from_dict(rec), settings_from_dict(settings)
-    # Resolved outside the try: a broken install must leave calls pending, not quarantine them all.
+    # Resolved outside the lease: a broken install must leave calls pending, not quarantine them all.
     analyze_fn = analyze_fn or _default_analyze()
-    s3 = settings.s3
-    source_uri = f"s3://{s3.raw_bucket}/{rec.key}"
-    client = storage.s3_client(s3)
-    # One work dir per call, not a random one: a worker killed mid-call (OOM) cannot clean up,
-    # and the retry of that call then removes what it left. (A call is never run twice at once.)
-    work = work_dir(source_uri, rec.call_id)
-    shutil.rmtree(work, ignore_errors=True)
+    client = storage.s3_client(settings.s3)
+    lease = leases.acquire(client, settings, rec)
+    if isinstance(lease, leases.Busy):
+        return CallOutcome(rec.call_id, skipped=str(lease))
     try:
-        media = storage.download_to(client, s3.raw_bucket, rec.key, work / posixpath.basename(rec.key))
-        metadata, bad_metadata = _read_metadata(client, settings, rec)
-        tables: dict[str, pa.Table] = {}
-        if bad_metadata:
-            manifest = _quarantine(rec, bad_metadata, _sha256(media))
-        else:
-            try:
-                result = analyze_fn(
-                    media, rec.call_id, settings=settings, call_date=rec.call_date, metadata=metadata,
-                    source_uri=source_uri, **({"clip": clip} if clip is not None else {}),
-                )
-                manifest = result.manifest
-                if manifest.status == "ok":
-                    tables = _conform(result.tables)
-            except Exception as exc:  # noqa: BLE001 - a bug or MemoryError in one call, not the batch
-                log.exception("analysis of %s failed", rec.call_id)
-                manifest = _quarantine(rec, f"internal error: {_error_text(exc)}", _sha256(media))
-                tables = {}
+        if not reprocess and read_manifest(settings, rec.call_date, rec.call_id, client) is not None:
+            return CallOutcome(rec.call_id, skipped="committed")
+        with call_work_dir() as work:
+            manifest, tables = _analyse(client, settings, rec, work, analyze_fn, clip)
+        return CallOutcome(rec.call_id, _commit(client, settings, rec, manifest, tables))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return _commit(client, settings, rec, manifest, tables)
+        leases.release(client, settings, lease)
 
 
-def _ensure_ray(ray_settings: RaySettings) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if ray_settings.address is not None:
-        ray.init(address=ray_settings.address)
-    elif os.environ.get("RAY_ADDRESS"):
-        ray.init()  # the operator pointed this process at a cluster
-    else:
-        ray.init(address="local", num_cpus=ray_settings.local_num_cpus, include_dashboard=False)
+def record_failure(client, settings: Settings, rec: RawRecording, error: str) -> CallManifest | None:
+    """Count a run that failed to commit the call; at ``ray.max_call_failures`` quarantine it.
+    Returns the quarantined manifest, or None while the call is still to be retried."""
+    s3 = settings.s3
+    key = failures_key(s3.ops_prefix, rec.call_date, rec.call_id)
+    found = storage.get_bytes_and_etag(client, s3.curated_bucket, key)
+    history = json.loads(found[0]) if found else {"failures": []}
+    history["failures"] = [*history["failures"], {"at": _now(), "error": error}]
+    count = len(history["failures"])
+    if count >= settings.ray.max_call_failures:
+        return _commit(client, settings, rec, _quarantine(rec, f"failed {count} times: {error}"), {})
+    storage.put_bytes(client, s3.curated_bucket, key, json.dumps(history).encode(), "application/json")
+    return None
 
 
 def _shared_clip_model(settings: Settings):
@@ -293,6 +423,36 @@ def _filter_committed(
     return keep
 
 
+def _record(report: BatchReport, rec: RawRecording, outcome: CallOutcome) -> str:
+    """Put one task's outcome in the report; returns the log line's tail."""
+    if outcome.skipped == "committed":
+        report.skipped.append(rec.call_id)
+        return "skipped: committed meanwhile"
+    if outcome.skipped is not None:
+        report.busy[rec.call_id] = outcome.skipped
+        return f"skipped: {outcome.skipped}"
+    manifest = outcome.manifest
+    if manifest.status == "ok":
+        report.ok.append(rec.call_id)
+    else:
+        report.quarantined[rec.call_id] = manifest.reason or ""
+    return manifest.status + (f": {manifest.reason}" if manifest.reason else "")
+
+
+def _failed(client, settings: Settings, report: BatchReport, rec: RawRecording, error: str) -> str:
+    """A task that raised (S3 error, crashed worker): count it, and quarantine at the limit."""
+    try:
+        quarantined = record_failure(client, settings, rec, error)
+    except Exception as exc:  # noqa: BLE001 - S3 down: the count waits for the next run
+        quarantined = None
+        error = f"{error} (failure not recorded: {_error_text(exc)})"
+    if quarantined is not None:
+        report.quarantined[rec.call_id] = quarantined.reason or ""
+        return f"quarantined: {quarantined.reason}"
+    report.failed[rec.call_id] = error
+    return f"not committed, retried next run: {error}"
+
+
 def run_batch(
     settings: Settings,
     *,
@@ -308,11 +468,16 @@ def run_batch(
     """
     import ray
 
+    from pipeline import ray_cluster
+
     started = time.monotonic()
     report = BatchReport()
     client = storage.s3_client(settings.s3)
     if recordings is None:
-        recs = discover_pending(settings, client)
+        found = discover(settings, client)
+        report.quarantined.update(settle_discovery(settings, found, client))
+        report.ignored = {item.key: item.reason for item in found.ignored}
+        recs = found.pending
     else:
         recs = [recording_from_dict(r) for r in recordings]
         if not reprocess:
@@ -323,7 +488,7 @@ def run_batch(
         report.seconds = time.monotonic() - started
         return report
 
-    _ensure_ray(settings.ray)
+    ray_cluster.ensure(settings.ray)
     task = ray.remote(process_recording).options(
         num_cpus=settings.ray.num_cpus_per_call, max_retries=_TASK_MAX_RETRIES
     )
@@ -338,7 +503,7 @@ def run_batch(
     def submit_next() -> None:
         rec = next(queue, None)
         if rec is not None:
-            in_flight[task.remote(rec, settings_ref, analyze_fn, clip)] = rec
+            in_flight[task.remote(rec, settings_ref, analyze_fn, clip, reprocess)] = rec
 
     for _ in range(max_in_flight):
         submit_next()
@@ -349,25 +514,14 @@ def run_batch(
             rec = in_flight.pop(ref)
             done += 1
             try:
-                manifest = ray.get(ref)
-            except (ray.exceptions.OutOfMemoryError, ray.exceptions.WorkerCrashedError) as exc:
-                manifest = _commit(client, settings, rec, _quarantine(rec, f"internal error: {_error_text(exc)}"), {})
+                line = _record(report, rec, ray.get(ref))
             except ray.exceptions.RayError as exc:
-                error = _error_text(getattr(exc, "cause", None) or exc)
-                report.failed[rec.call_id] = error
-                log.warning("[%d/%d] %s not committed, retried next run: %s", done, len(recs), rec.call_id, error)
-                submit_next()
-                continue
-            if manifest.status == "ok":
-                report.ok.append(rec.call_id)
-            else:
-                report.quarantined[rec.call_id] = manifest.reason or ""
-            reason = f": {manifest.reason}" if manifest.reason else ""
-            log.info("[%d/%d] %s %s%s", done, len(recs), rec.call_id, manifest.status, reason)
+                line = _failed(client, settings, report, rec, _error_text(getattr(exc, "cause", None) or exc))
+            log.info("[%d/%d] %s %s", done, len(recs), rec.call_id, line)
             submit_next()
     report.seconds = time.monotonic() - started
     log.info(
-        "batch: %d ok, %d quarantined, %d failed in %.1fs",
-        len(report.ok), len(report.quarantined), len(report.failed), report.seconds,
+        "batch: %d ok, %d quarantined, %d failed, %d busy in %.1fs",
+        len(report.ok), len(report.quarantined), len(report.failed), len(report.busy), report.seconds,
     )
     return report

@@ -1,8 +1,15 @@
-"""The `callaffect` command line. Other tools call `callaffect analyze`: keep its contract stable.
+"""The `callaffect` command line. Other tools call it: keep its contract stable.
 
     callaffect analyze MEDIA --out DIR [--call-id ID] [--metadata FILE] [--config FILE]
-        exit 0: analysed; exit 2: unusable input (one-line reason on stderr, manifest still
-        written with status "quarantined").
+
+Exit codes, for every command:
+    0  done, nothing failed
+    1  the command could not run: bad settings or arguments, S3 or the marts build failed
+       (a one-line reason on stderr, never a traceback)
+    2  analyze: unusable input or metadata (one-line reason on stderr; the manifest is still
+       written, with status "quarantined")
+    3  done, but some items failed: batch: calls not committed (retried next run);
+       quality-gate: calls failed the gate (now quarantined)
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-EXIT_OK, EXIT_ERROR, EXIT_QUARANTINED = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_QUARANTINED, EXIT_PARTIAL = 0, 1, 2, 3
 
 
 def _settings(args):
@@ -28,13 +35,32 @@ def _progress(message: str) -> None:
     print(f"[callaffect {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def _refuse(args, call_id: str, reason: str) -> int:
+    """Quarantine before any analysis: the manifest says why, stderr has one line."""
+    from pipeline.analyze import CallResult
+    from pipeline.manifest import CallManifest
+    from pipeline.outputs import write_local
+
+    write_local(CallResult(CallManifest(call_id=call_id, status="quarantined", reason=reason, source_uri=args.media)), args.out)
+    print(f"callaffect: {call_id}: quarantined: {reason}", file=sys.stderr)
+    return EXIT_QUARANTINED
+
+
 def cmd_analyze(args) -> int:
+    from pipeline import metadata as call_metadata
     from pipeline.analyze import analyze_call
+    from pipeline.layout import valid_call_id
     from pipeline.outputs import write_local
 
     settings = _settings(args)
-    metadata = json.loads(Path(args.metadata).read_text()) if args.metadata else {}
     media = args.media
+    if args.call_id is not None and not valid_call_id(args.call_id):
+        raise ValueError(f"--call-id {args.call_id!r}: letters, digits, '_', '.', '-' only, starting with a letter or digit")
+    fallback_id = args.call_id or (Path(media).stem if valid_call_id(Path(media).stem) else "call")
+    try:
+        metadata = call_metadata.parse(Path(args.metadata).read_bytes()) if args.metadata else call_metadata.CallMetadata()
+    except call_metadata.MetadataError as exc:
+        return _refuse(args, fallback_id, str(exc))
     with tempfile.TemporaryDirectory(prefix="callaffect-") as tmp:
         local = Path(media)
         if media.startswith("s3://"):
@@ -44,7 +70,7 @@ def cmd_analyze(args) -> int:
             local = Path(tmp) / Path(key).name
             _progress(f"downloading {media}")
             download_to(s3_client(settings.s3), bucket, key, local)
-        call_id = args.call_id or metadata.get("call_id") or local.stem
+        call_id = args.call_id or metadata.call_id or fallback_id
         _progress(f"analysing {media} as call {call_id}")
         result = analyze_call(local, call_id, settings=settings, metadata=metadata, source_uri=media, progress=_progress)
     manifest_path = write_local(result, args.out)
@@ -64,6 +90,9 @@ def cmd_batch(args) -> int:
 
     report = run_batch(_settings(args), limit=args.limit)
     print(json.dumps(_as_dict(report), indent=2, default=str))
+    if report.failed:
+        print(f"callaffect: {len(report.failed)} call(s) not committed, retried next run", file=sys.stderr)
+        return EXIT_PARTIAL
     return EXIT_OK
 
 
@@ -81,6 +110,9 @@ def cmd_quality_gate(args) -> int:
     results = gate_committed_calls(_settings(args))
     failed = [(call_id, r.failures) for call_id, r in results if not r.passed]
     print(json.dumps({"checked": len(results), "failed": failed}, indent=2))
+    if failed:
+        print(f"callaffect: {len(failed)} call(s) failed the quality gate and are quarantined", file=sys.stderr)
+        return EXIT_PARTIAL
     return EXIT_OK
 
 
@@ -166,13 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    from pipeline import log_redaction
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_redaction.install()
     try:
         return args.fn(args)
-    except (ValueError, OSError) as exc:
-        print(f"callaffect: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - ops read one line; -v logs the traceback (redacted)
+        logging.getLogger(__name__).debug("command failed", exc_info=True)
+        print(f"callaffect: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -3,16 +3,20 @@
 raw:      <raw_prefix><YYYY-MM-DD>/<call_id>.<ext>      (+ optional <call_id>.json metadata)
 curated:  <curated_prefix><table>/date=<YYYY-MM-DD>/call_id=<call_id>/part-0.parquet
           <curated_prefix>_manifests/date=<YYYY-MM-DD>/call_id=<call_id>/_manifest.json
+ops:      <ops_prefix>leases/date=<d>/call_id=<id>.json     who is analysing the call now
+          <ops_prefix>failures/date=<d>/call_id=<id>.json   runs that failed to commit it
+          <ops_prefix>ignored/<sha1 of the raw key>.json     raw objects that are not recordings
 Partition keys are Hive style, so DuckDB's read_parquet(..., hive_partitioning=true) sees them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 from dataclasses import dataclass
+from datetime import date
 
-MEDIA_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".mp4", ".mkv", ".webm", ".mov", ".aac")
 MANIFESTS = "_manifests"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -35,26 +39,61 @@ def valid_call_id(call_id: str) -> bool:
     return bool(_CALL_ID.match(call_id))
 
 
-def parse_raw_key(key: str, raw_prefix: str, size: int = 0, etag: str = "") -> RawRecording | None:
-    """A raw media key -> RawRecording, or None for keys that are not recordings (e.g. metadata).
+@dataclass(frozen=True)
+class NotARecording:
+    """A raw object that is not analysed: a metadata sidecar, or ignored with a reason."""
 
-    Any object under the prefix that is not metadata JSON counts as a recording, whatever its
-    extension: a mislabelled or non-media file must reach analysis and be quarantined with a
-    reason, not be silently ignored.
+    key: str
+    kind: str  # "sidecar" or "ignored"
+    reason: str
+
+
+def classify_raw_key(key: str, raw_prefix: str, size: int = 0, etag: str = "") -> RawRecording | NotARecording:
+    """A raw object's key -> the recording it is, or why it is not one.
+
+    Any object at ``<prefix><date>/<name>`` that is not metadata JSON counts as a recording,
+    whatever its extension: a mislabelled or non-media file must reach analysis and be
+    quarantined with a reason. Everything else is ignored with a reason that names the rule.
     """
-    if not key.startswith(raw_prefix) or key.endswith("/"):
-        return None
-    rest = key[len(raw_prefix):]
-    parts = rest.split("/")
-    if len(parts) != 2 or not _DATE.match(parts[0]):
-        return None
-    name = parts[1]
-    if name.endswith(".json") or name.startswith("."):
-        return None
+    if not key.startswith(raw_prefix):
+        return NotARecording(key, "ignored", f"outside the raw prefix {raw_prefix!r}")
+    if key.endswith("/"):
+        return NotARecording(key, "ignored", "a folder marker, not a recording")
+    parts = key[len(raw_prefix):].split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return NotARecording(key, "ignored", "empty, '.' or '..' path segment")
+    if len(parts) != 2:
+        return NotARecording(key, "ignored", f"not at {raw_prefix}<YYYY-MM-DD>/<call_id>.<ext> ({len(parts) - 1} folder levels)")
+    day, name = parts
+    if not _valid_date(day):
+        return NotARecording(key, "ignored", "folder is not a date (YYYY-MM-DD)")
+    if name.startswith("."):
+        return NotARecording(key, "ignored", "hidden file")
+    if name.endswith(".json"):
+        return NotARecording(key, "sidecar", "call metadata")
     call_id = name.rsplit(".", 1)[0] if "." in name else name
     if not valid_call_id(call_id):
-        return None
-    return RawRecording(key=key, call_id=call_id, call_date=parts[0], size=size, etag=etag.strip('"'))
+        return NotARecording(
+            key, "ignored",
+            "file name is not a valid call id (letters, digits, '_', '.', '-'; starts with a letter or digit; at most 128)",
+        )
+    return RawRecording(key=key, call_id=call_id, call_date=day, size=size, etag=etag.strip('"'))
+
+
+def parse_raw_key(key: str, raw_prefix: str, size: int = 0, etag: str = "") -> RawRecording | None:
+    """A raw media key -> RawRecording, or None for keys that are not recordings."""
+    found = classify_raw_key(key, raw_prefix, size, etag)
+    return found if isinstance(found, RawRecording) else None
+
+
+def _valid_date(text: str) -> bool:
+    if not _DATE.match(text):
+        return False
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def table_key(curated_prefix: str, table: str, call_date: str, call_id: str) -> str:
@@ -71,3 +110,16 @@ def parse_manifest_key(key: str, curated_prefix: str) -> tuple[str, str] | None:
         re.escape(curated_prefix) + MANIFESTS + r"/date=(\d{4}-\d{2}-\d{2})/call_id=([^/]+)/_manifest\.json$", key
     )
     return (m.group(1), m.group(2)) if m else None
+
+
+def lease_key(ops_prefix: str, call_date: str, call_id: str) -> str:
+    return f"{ops_prefix}leases/date={call_date}/call_id={call_id}.json"
+
+
+def failures_key(ops_prefix: str, call_date: str, call_id: str) -> str:
+    return f"{ops_prefix}failures/date={call_date}/call_id={call_id}.json"
+
+
+def ignored_key(ops_prefix: str, raw_key: str) -> str:
+    # Hashed: a raw key may hold any character, an ops key must stay plain.
+    return f"{ops_prefix}ignored/{hashlib.sha1(raw_key.encode()).hexdigest()}.json"

@@ -35,6 +35,11 @@ class CallManifest:
     warnings: list[str] = field(default_factory=list)
     created_at: str | None = None
 
+    @property
+    def loadable(self) -> bool:
+        """Committed ok and passed the quality gate: what the marts load and retention may act on."""
+        return self.status == "ok" and bool(self.quality) and self.quality.get("passed") is True
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 

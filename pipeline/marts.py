@@ -90,26 +90,32 @@ class MartsReport:
     seconds: float = 0.0
 
 
-def loadable(manifest: CallManifest) -> bool:
-    """Whether the marts load this call: committed ok and passed the quality gate."""
-    return manifest.status == "ok" and bool(manifest.quality) and manifest.quality.get("passed") is True
-
-
 def _manifests_table(entries: list[tuple[str, CallManifest]]) -> pa.Table:
+    """One row per committed call. A call id loadable under two dates (committed before
+    discovery rejected such calls) is loaded once, from its earliest date: the other stays out,
+    with the reason, rather than breaking every analyst's build."""
     rows = []
+    loaded_from: dict[str, str] = {}
     for key, m in entries:
         quality = m.quality or {}
+        day = parse_manifest_key(key, "")[0]
+        loadable, reason = m.loadable, m.reason
+        if loadable and m.call_id in loaded_from:
+            loadable, reason = False, f"call id {m.call_id} already loaded from {loaded_from[m.call_id]}"
+            log.warning("call %s of %s not loaded: %s", m.call_id, day, reason)
+        elif loadable:
+            loaded_from[m.call_id] = day
         rows.append(
             {
                 "call_id": m.call_id,
-                "call_date": date.fromisoformat(parse_manifest_key(key, "")[0]),
+                "call_date": date.fromisoformat(day),
                 "status": m.status,
-                "reason": m.reason,
+                "reason": reason,
                 "quality_passed": quality.get("passed"),
                 "quality_failures": list(quality.get("failures") or []),
                 "quality_suite": quality.get("suite"),
                 "quality_checked_at": quality.get("checked_at"),
-                "loadable": loadable(m),
+                "loadable": loadable,
                 "duration_s": m.duration_s,
                 "pipeline_version": m.pipeline_version,
                 "schema_version": m.schema_version,
@@ -182,10 +188,18 @@ def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"LOAD {_literal(str(binary))}")
 
 
+# httpfs retries a failed request (I/O error, 5xx, SlowDown) 3 times after 100/400/1600 ms by
+# default; a throttled bucket then fails the build while boto3's 10 attempts carry on. These
+# match boto3's: 10 attempts, doubling from 100 ms (at most ~100 s on one request).
+HTTP_RETRY_SETTINGS = {"http_retries": 10, "http_retry_wait_ms": 100, "http_retry_backoff": 2}
+
+
 def attach_curated(con: duckdb.DuckDBPyConnection, settings: Settings, root: str) -> None:
-    """Let ``con`` read the curated root: for s3:// load httpfs and create the S3 secret."""
+    """Let ``con`` read the curated root: for s3:// load httpfs, its retries and the S3 secret."""
     if root.startswith("s3://"):
         load_httpfs(con)
+        for name, value in HTTP_RETRY_SETTINGS.items():
+            con.execute(f"SET {name} = {value}")
         con.execute(_s3_secret_sql(settings))
 
 
@@ -251,6 +265,7 @@ def build_marts(
             con.execute("checkpoint")
         finally:
             con.close()
+        building.chmod(0o640)  # analysts' group may read it; scores are personal data, not public
         os.replace(building, target)
     except BaseException:
         _remove(building)

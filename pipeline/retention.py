@@ -1,7 +1,8 @@
 """Retention: delete raw media (and its metadata JSON) of processed calls past a maximum age.
 
-Only calls committed with status ok lose their raw media; the derived Parquet stays. An
-unprocessed call is never touched, nor a quarantined one (an operator must look at it first).
+Only calls committed with status ok that have passed the quality gate lose their raw media; the
+derived Parquet stays. An unprocessed, ungated or quarantined call is never touched (the gate
+may still quarantine a call, and an operator must be able to reprocess it from its media).
 Every deletion is logged as JSON Lines under ``s3://<curated_bucket>/<ops_prefix>retention/``.
 Idempotent: what is gone is no longer listed, so a second run does (and logs) nothing.
 """
@@ -47,6 +48,8 @@ def _keep_reason(manifest: CallManifest | None, source_uri: str, last_modified: 
         return "not processed"
     if manifest.status != "ok":
         return f"quarantined: {manifest.reason}"
+    if not manifest.loadable:
+        return "not passed the quality gate yet"
     if manifest.source_uri != source_uri:
         return f"committed output is for another object ({manifest.source_uri})"
     processed_at = _parse_time(manifest.created_at)
@@ -92,7 +95,7 @@ def run_retention(settings: Settings, *, now: datetime | None = None, client=Non
                         "sha256": manifest.sha256,
                         "deleted_at": datetime.now(timezone.utc).isoformat(),
                         "reason": (
-                            f"processed (status ok); recorded {rec.call_date}, "
+                            f"processed (status ok, quality gate passed); recorded {rec.call_date}, "
                             f"older than {policy.raw_max_age_days} days"
                         ),
                         "dry_run": policy.dry_run,

@@ -40,6 +40,20 @@ class RaySettings:
     # Cap for a local cluster only; None lets Ray use every core.
     local_num_cpus: int | None = None
     max_calls_per_batch: int = 64
+    # A call that could not be committed in this many runs (worker crashes, S3 errors) is
+    # quarantined with "failed N times: <last error>" instead of being retried every night.
+    max_call_failures: int = 3
+    # A call is analysed under a lease (an S3 object written with If-None-Match), so two batches
+    # never analyse it at once. A lease older than this is taken to be abandoned.
+    call_lease_s: float = 3 * 3600.0
+
+    def __post_init__(self) -> None:
+        _at_least("ray.num_cpus_per_call", self.num_cpus_per_call, 0.01)
+        _at_least("ray.max_calls_per_batch", self.max_calls_per_batch, 1)
+        _at_least("ray.max_call_failures", self.max_call_failures, 1)
+        _at_least("ray.call_lease_s", self.call_lease_s, 60)
+        if self.local_num_cpus is not None:
+            _at_least("ray.local_num_cpus", self.local_num_cpus, 1)
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,11 @@ class AudioSettings:
     # Longer input is refused (quarantined) rather than risking a worker's memory.
     max_duration_s: float = 4 * 3600.0
     min_duration_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        _at_least("audio.sample_rate", self.sample_rate, 8000)
+        _at_least("audio.min_duration_s", self.min_duration_s, 0.0)
+        _at_least("audio.max_duration_s", self.max_duration_s, self.min_duration_s)
 
 
 @dataclass(frozen=True)
@@ -203,6 +222,10 @@ class RetentionSettings:
     raw_max_age_days: int = 30
     dry_run: bool = False
 
+    def __post_init__(self) -> None:
+        # 0 deletes as soon as a call has passed the gate; below that is a typo, not a policy.
+        _at_least("retention.raw_max_age_days", self.raw_max_age_days, 0)
+
 
 @dataclass(frozen=True)
 class ScheduleSettings:
@@ -251,6 +274,11 @@ class Settings:
         """Short hash of everything that can change an analysis result (recorded per call)."""
         analysis = {k: v for k, v in self.to_dict().items() if k not in ("s3", "ray", "marts", "retention", "schedule", "model_store")}
         return hashlib.sha256(json.dumps(analysis, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _at_least(name: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        raise ValueError(f"setting {name}: must be at least {minimum:g}, got {value!r}")
 
 
 def _coerce(raw: object, annotation: object, where: str) -> object:

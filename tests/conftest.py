@@ -49,12 +49,9 @@ def ray_local():
     """
     import ray
 
+    from pipeline import ray_cluster
+
     path = os.pathsep.join(p for p in (str(TESTS_DIR), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        runtime_env={"env_vars": {"PYTHONPATH": path}},
-    )
+    ray_cluster.start_local(2, runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield ray
     ray.shutdown()

@@ -6,10 +6,11 @@ Ray worker processes, which import this module by name (tests/ is on their path,
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
-import shutil
+import tempfile
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import pytest
 from pipeline import storage
 from pipeline.analyze import CallResult
 from pipeline.batch import (
+    WORK_ROOT,
+    _owner_alive,
     discover_pending,
     list_manifests,
     process_recording,
@@ -26,7 +29,6 @@ from pipeline.batch import (
     recording_to_dict,
     run_batch,
     settings_from_dict,
-    work_dir,
 )
 from pipeline.layout import manifest_key, table_key
 from pipeline.manifest import CallManifest
@@ -36,7 +38,8 @@ DAY = "2024-05-02"
 
 
 def fake_analyze(media_path, call_id, *, settings, call_date=None, metadata=None, source_uri=None) -> CallResult:
-    """Behaves by call id: boom* raises, bad* is unusable input, crash* kills its worker."""
+    """Behaves by call id: boom* raises, bad* is unusable input, crash* kills its worker, flaky*
+    loses its S3 connection once mid-commit."""
     data = Path(media_path).read_bytes()
     if call_id.startswith("boom"):
         raise RuntimeError("model exploded\nsecond line of detail")
@@ -44,11 +47,11 @@ def fake_analyze(media_path, call_id, *, settings, call_date=None, metadata=None
         os._exit(3)
     if call_id.startswith("bad"):
         return CallResult(CallManifest(call_id=call_id, status="quarantined", reason="no audio stream"))
-    if metadata and "fail_once_marker" in metadata:
-        _fail_next_affect_upload_once(Path(metadata["fail_once_marker"]))
+    if call_id.startswith("flaky"):
+        _fail_next_affect_upload_once(Path(tempfile.gettempdir()) / f"failed-once-{settings.s3.raw_bucket}-{call_id}")
     manifest = CallManifest(
         call_id=call_id, status="ok", sha256="f" * 64, duration_s=12.0,
-        versions={"worker_pid": str(os.getpid()), "agent": (metadata or {}).get("agent", "")},
+        versions={"worker_pid": str(os.getpid()), "min_speakers": str(metadata.min_speakers)},
     )
     calls = to_table("calls", [{
         "call_id": call_id, "call_date": date.fromisoformat(call_date), "source_uri": source_uri,
@@ -108,10 +111,10 @@ def _curated_snapshot(settings) -> dict[str, tuple[str, datetime]]:
 def test_batch_commits_every_call_and_reruns_change_nothing(settings, ray_local, tmp_path):
     for call_id in ("good-1", "good-2"):
         _put_call(settings, call_id)
-    _put_call(settings, "good-0", day="2024-05-01", metadata={"agent": "ana"})
+    _put_call(settings, "good-0", day="2024-05-01", metadata={"min_speakers": 2})
     _put_call(settings, "boom-1")
     _put_call(settings, "bad-1")
-    _put_call(settings, "flaky-1", metadata={"fail_once_marker": str(tmp_path / "failed-once")})
+    _put_call(settings, "flaky-1")
     s3 = settings.s3
 
     pending = discover_pending(settings)
@@ -129,7 +132,7 @@ def test_batch_commits_every_call_and_reruns_change_nothing(settings, ray_local,
     assert report.failed == {"flaky-1": "ConnectionError: injected S3 failure"}
     manifests = {m.call_id: m for m in list_manifests(settings)}
     assert set(manifests) == {"good-0", "good-1", "good-2", "bad-1", "boom-1"}
-    assert not [m for m in manifests.values() if work_dir(m.source_uri, m.call_id).exists()]  # scratch cleaned
+    assert not [d for d in WORK_ROOT.iterdir() if _owner_alive(d)]  # scratch cleaned
 
     # Good calls: every table under its deterministic key, then the manifest that commits them.
     good = manifests["good-0"]
@@ -138,7 +141,7 @@ def test_batch_commits_every_call_and_reruns_change_nothing(settings, ray_local,
         "speaker_affect": table_key(s3.curated_prefix, "speaker_affect", "2024-05-01", "good-0"),
     }
     assert good.source_uri == f"s3://{s3.raw_bucket}/{s3.raw_prefix}2024-05-01/good-0.wav"
-    assert good.call_date == "2024-05-01" and good.versions["agent"] == "ana"  # metadata reached the analysis
+    assert good.call_date == "2024-05-01" and good.versions["min_speakers"] == "2"  # metadata reached the analysis
     affect = _parquet(settings, good.table_keys["speaker_affect"])
     assert affect.metadata.num_rows == good.tables["speaker_affect"] > 0
     assert affect.metadata.row_group(0).column(0).compression == "ZSTD"
@@ -182,18 +185,27 @@ def test_batch_commits_every_call_and_reruns_change_nothing(settings, ray_local,
     assert set(_curated_snapshot(settings)) == set(after)
 
 
-def test_a_call_that_kills_its_worker_is_quarantined(settings, ray_local):
+def test_a_call_that_kills_its_worker_is_retried_then_quarantined(settings, ray_local):
+    """A crash is an infrastructure failure, not a verdict on the input: the call is retried in
+    later runs, and quarantined only after ray.max_call_failures runs that all failed."""
+    settings = dataclasses.replace(settings, ray=dataclasses.replace(settings.ray, max_call_failures=2))
     _put_call(settings, "crash-1")
     _put_call(settings, "good-9")
 
-    report = run_batch(settings, analyze_fn=fake_analyze)
+    first = run_batch(settings, analyze_fn=fake_analyze)
 
-    assert report.ok == ["good-9"]
-    assert report.quarantined["crash-1"].startswith("internal error: WorkerCrashedError")
+    assert first.ok == ["good-9"] and first.quarantined == {}
+    assert first.failed["crash-1"].startswith("WorkerCrashedError")
+    assert [r.call_id for r in discover_pending(settings)] == ["crash-1"]
+
+    second = run_batch(settings, analyze_fn=fake_analyze)
+
+    assert second.failed == {} and second.quarantined["crash-1"].startswith("failed 2 times: WorkerCrashedError")
     assert discover_pending(settings) == []
-    # A killed worker cannot clean up; the work dir is the call's own, so a retry would reuse it.
-    [crashed] = [m for m in list_manifests(settings) if m.call_id == "crash-1"]
-    shutil.rmtree(work_dir(crashed.source_uri, "crash-1"))
+    # The killed workers could not clean up; the next call's task removes what they left.
+    good = {"key": f"{settings.s3.raw_prefix}{DAY}/good-9.wav", "call_id": "good-9", "call_date": DAY}
+    assert process_recording(good, settings, fake_analyze, reprocess=True).manifest.status == "ok"
+    assert not [d for d in WORK_ROOT.iterdir() if not _owner_alive(d)]
 
 
 def test_process_recording_in_process(settings):
@@ -202,13 +214,14 @@ def test_process_recording_in_process(settings):
     _put_call(settings, "good-5")
     [good, meta] = discover_pending(settings)
 
-    manifest = process_recording(recording_to_dict(meta), settings.to_dict(), fake_analyze)
+    manifest = process_recording(recording_to_dict(meta), settings.to_dict(), fake_analyze).manifest
     assert manifest.status == "quarantined"
-    assert manifest.reason.startswith(f"metadata {meta.metadata_key} is not valid JSON")
+    assert manifest.reason.startswith("metadata is not valid JSON")
 
-    first = process_recording(good, settings, fake_analyze)
+    first = process_recording(good, settings, fake_analyze).manifest
     assert set(first.table_keys) == {"calls", "speaker_affect"}
-    second = process_recording(good, settings, fake_analyze_fewer_tables)
+    assert process_recording(good, settings, fake_analyze).skipped == "committed"
+    second = process_recording(good, settings, fake_analyze_fewer_tables, reprocess=True).manifest
     assert set(second.table_keys) == {"calls"}
     keys = set(_curated_snapshot(settings))
     assert first.table_keys["speaker_affect"] not in keys and second.table_keys["calls"] in keys

@@ -27,6 +27,7 @@ from pipeline.analyze import CallResult
 from pipeline.batch import list_manifests, process_recording, recording_from_dict
 from pipeline.demo import DAGS_FOLDER, run_dag, task_result
 from pipeline.manifest import CallManifest
+from pipeline.quality import gate_committed_calls
 from pipeline.schemas import SCHEMA_VERSION
 from pipeline.settings import RaySettings, RetentionSettings
 
@@ -101,10 +102,12 @@ print(json.dumps({{
 def test_dag_wiring(dagbag):
     assert dagbag.import_errors == {}
     nightly, landing = dagbag.dags["callaffect_nightly"], dagbag.dags["callaffect_landing"]
-    assert {t.task_id for t in nightly.tasks} == {"discover", "analyze_batch", "quality_gate", "build_marts", "report"}
-    # The gate and the report must run when the mapped batch is skipped (nothing pending).
-    assert nightly.task_dict["quality_gate"].trigger_rule == "none_failed"
-    assert nightly.task_dict["report"].trigger_rule == "none_failed"
+    assert {t.task_id for t in nightly.tasks} == {"discover", "analyze_batch", "quality_gate", "build_marts", "report", "check_run"}
+    # The gate, marts and report run when the mapped batch is skipped (nothing pending) or a
+    # batch failed: the calls that did commit are gated and loaded all the same.
+    for task_id in ("quality_gate", "build_marts", "report", "check_run"):
+        assert nightly.task_dict[task_id].trigger_rule == "all_done", task_id
+    assert nightly.task_dict["check_run"].upstream_task_ids == {"report"}
     assert nightly.task_dict["quality_gate"].upstream_task_ids == {"analyze_batch"}
     assert nightly.task_dict["build_marts"].upstream_task_ids == {"quality_gate"}
     assert nightly.catchup is False and landing.catchup is False
@@ -129,7 +132,7 @@ def test_nightly_can_also_start_when_landing_announces(airflow_home, monkeypatch
 def test_nightly_dag_commits_gates_and_loads_each_call_once(settings, ray_local, monkeypatch):
     settings = use_settings(monkeypatch, dataclasses.replace(settings, ray=RaySettings(local_num_cpus=2, max_calls_per_batch=2)))
     monkeypatch.setattr("pipeline.airflow_tasks.ANALYZE_FN", fake_analyze)
-    meta = {"roles": {"agent": "SPEAKER_00", "customer": "SPEAKER_01"}}
+    meta = {"roles": {"SPEAKER_00": "agent", "SPEAKER_01": "customer"}}
     _upload(settings, DAY, "call-a.wav", b"RIFF pretend audio a", meta)
     _upload(settings, DAY, "call-b.flac", b"fLaC pretend audio b", meta)
     _upload(settings, DAY, "empty.wav", b"")
@@ -179,6 +182,50 @@ def test_nightly_dag_commits_gates_and_loads_each_call_once(settings, ray_local,
         )
 
 
+def poison_analyze(media_path, call_id, **kwargs) -> CallResult:
+    """fake_analyze, except that a poison* call kills its worker every time."""
+    if call_id.startswith("poison"):
+        import os
+
+        os._exit(3)
+    return fake_analyze(media_path, call_id, **kwargs)
+
+
+def test_a_poison_call_fails_the_run_but_never_the_other_calls(settings, ray_local, monkeypatch):
+    """A call whose worker dies every time, and metadata nested 100,000 deep: the good calls are
+    still gated, loaded and reported; the run fails (check_run) while the poison call is
+    retried; after ray.max_call_failures runs it is quarantined and the night is green again."""
+    ray = RaySettings(local_num_cpus=2, max_calls_per_batch=2, max_call_failures=2)
+    settings = use_settings(monkeypatch, dataclasses.replace(settings, ray=ray))
+    monkeypatch.setattr("pipeline.airflow_tasks.ANALYZE_FN", poison_analyze)
+    _upload(settings, DAY, "good-a.wav", b"RIFF pretend audio a", {"min_speakers": 2})
+    _upload(settings, DAY, "poison-1.wav", b"RIFF pretend audio p")
+    _upload(settings, DAY, "good-b.wav", b"RIFF pretend audio b")
+    client = storage.s3_client(settings.s3)
+    storage.put_bytes(client, settings.s3.raw_bucket, f"{settings.s3.raw_prefix}{DAY}/deep-1.wav", b"RIFF pretend audio d")
+    storage.put_bytes(client, settings.s3.raw_bucket, f"{settings.s3.raw_prefix}{DAY}/deep-1.json", b"[" * 30_000 + b"]" * 30_000)
+
+    first = run_dag("callaffect_nightly")
+
+    states = _states(first)
+    assert first.state == "failed" and states[("check_run", -1)] == "failed"
+    for task_id in ("quality_gate", "build_marts", "report"):
+        assert states[(task_id, -1)] == "success", task_id
+    with duckdb.connect(settings.marts.duckdb_path, read_only=True) as con:
+        assert con.execute("select call_id from dim_calls order by 1").fetchall() == [("good-a",), ("good-b",)]
+    report = task_result(first, "report")
+    assert sorted(report["processed"]) == ["good-a", "good-b"]
+    assert report["quarantined"]["deep-1"] == "metadata nested deeper than 6 levels"
+    assert list(report["not_committed"]) == ["poison-1"] and "WorkerCrashedError" in report["not_committed"]["poison-1"]
+
+    second = run_dag("callaffect_nightly")
+
+    assert second.state == "success"
+    [poison] = [m for m in list_manifests(settings) if m.call_id == "poison-1"]
+    assert poison.status == "quarantined" and poison.reason.startswith("failed 2 times: WorkerCrashedError")
+    assert task_result(second, "report")["quarantined"] == {"poison-1": poison.reason}
+
+
 def test_retention_dag_deletes_old_processed_media_and_logs_it(settings, monkeypatch):
     settings = use_settings(monkeypatch, dataclasses.replace(settings, retention=RetentionSettings(raw_max_age_days=30)))
     old_done = _upload(settings, "2020-01-01", "old-done.wav", b"RIFF old audio", {"consent": {}})
@@ -187,6 +234,7 @@ def test_retention_dag_deletes_old_processed_media_and_logs_it(settings, monkeyp
     for key in (old_done, recent):
         rec = recording_from_dict({"key": key, "call_id": Path(key).stem, "call_date": key.split("/")[-2]})
         process_recording(rec, settings, fake_analyze)
+    gate_committed_calls(settings)  # retention acts only on calls that passed the gate
 
     run = run_dag("callaffect_retention")
 

@@ -51,7 +51,7 @@ def test_roles_from_cues_and_metadata_override():
     ]
     assigned = roles.assign_roles(turns, utts)
     assert assigned.roles == {"S0": "agent", "S1": "customer"} and assigned.agent_confidence > 0.5
-    forced = roles.assign_roles(turns, utts, {"roles": {"S0": "customer", "S1": "agent"}})
+    forced = roles.assign_roles(turns, utts, given_roles={"S0": "customer", "S1": "agent"})
     assert forced.roles == {"S0": "customer", "S1": "agent"} and forced.source == "metadata"
 
 

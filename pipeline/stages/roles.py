@@ -11,6 +11,7 @@ among the others the customer, anyone else ``other``. Metadata ``{"roles": {"SPE
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pyannote.core import Annotation
@@ -55,18 +56,20 @@ def _confidence(best: float, second: float) -> float:
 def assign_roles(
     turns: Annotation,
     utterances: list[Utterance],
-    metadata: dict | None = None,
+    given_roles: Mapping[str, str] | None = None,
     speaker_channel: dict[str, int] | None = None,
+    channel_map: Mapping[str, str] | None = None,
 ) -> RoleAssignment:
-    metadata = metadata or {}
+    """``given_roles`` (speaker -> role) and ``channel_map`` (channel -> role) come from the
+    call's metadata, already validated (pipeline.metadata)."""
     speakers = sorted(turns.labels())
-    given = metadata.get("roles") or {}
+    given = given_roles or {}
     if not speakers:
         return RoleAssignment({}, 0.0, "cues")
     if given and set(given) >= set(speakers):
         return RoleAssignment({s: str(given[s]) for s in speakers}, 1.0, "metadata")
     if speaker_channel:
-        assignment = _roles_by_channel(speakers, turns, utterances, metadata.get("channels") or {}, speaker_channel)
+        assignment = _roles_by_channel(speakers, turns, utterances, channel_map or {}, speaker_channel)
     else:
         assignment = _roles_by_cues(speakers, turns, utterances)
     roles = {**assignment.roles, **{s: str(r) for s, r in given.items() if s in assignment.roles}}
@@ -88,7 +91,7 @@ def _roles_by_channel(
     speakers: list[str],
     turns: Annotation,
     utterances: list[Utterance],
-    channel_map: dict,
+    channel_map: Mapping[str, str],
     speaker_channel: dict[str, int],
 ) -> RoleAssignment:
     mapped = {int(c): str(r) for c, r in channel_map.items()}
