@@ -739,13 +739,11 @@ def _write_truth(call_id: str, turns: list[Turn], truth_dir: Path) -> tuple[Path
     return rttm_path, stm_path
 
 
-def _write_metadata(out_dir: Path, call_id: str, scenario: str, channel_roles: dict[str, str] | None) -> Path:
+def _write_metadata(out_dir: Path, call_id: str, channel_roles: dict[str, str] | None) -> Path:
     metadata = {
         "call_id": call_id,
         # Roles are not given: the pipeline must infer them (the truth is in the RTTM labels).
         "consent": {"voice_affect": True, "text_affect": True, "video": False},
-        "source": "synthetic",
-        "scenario": scenario,
     }
     if channel_roles is not None:  # what a recorder that knows its legs would say
         metadata["channels"] = channel_roles
@@ -792,8 +790,7 @@ def generate_call(
     audio_path = out_dir / f"{call_id}.{fmt}"
     _write_audio(rendered.mix, rendered.sample_rate, audio_path, fmt, mulaw and telephone)
     rttm_path, stm_path = _write_truth(call_id, rendered.turns, truth_dir)
-    metadata_path = _write_metadata(out_dir, call_id, rendered.scenario,
-                                    rendered.channel_roles if channel_map_in_metadata else None)
+    metadata_path = _write_metadata(out_dir, call_id, rendered.channel_roles if channel_map_in_metadata else None)
     return SyntheticCall(
         call_id=call_id, audio_path=audio_path, rttm_path=rttm_path, stm_path=stm_path,
         metadata_path=metadata_path, turns=rendered.turns, frustrated_span=rendered.frustrated_span,
@@ -948,7 +945,7 @@ def generate_long_call(
     rttm_path, stm_path = _write_truth(call_id, turns, truth_dir)
     return SyntheticCall(
         call_id=call_id, audio_path=audio_path, rttm_path=rttm_path, stm_path=stm_path,
-        metadata_path=_write_metadata(out_dir, call_id, "long_call", None), turns=turns,
+        metadata_path=_write_metadata(out_dir, call_id, None), turns=turns,
         frustrated_span=(angry[0].start, angry[-1].end) if angry else None, n_speakers=n_speakers,
         duration_s=pos / SPEECH_RATE, sample_rate=rate, scenario="long_call", telephone=telephone,
         snr_db=snr_db, stereo=stereo, voices={role: v.label for role, v in voices.items()},

@@ -353,7 +353,6 @@ def generate_video_call(
     metadata_path = out_dir / f"{call_id}.json"
     metadata_path.write_text(json.dumps({
         "call_id": call_id, "consent": {"voice_affect": True, "text_affect": True, "video": True},
-        "source": "synthetic", "scenario": f"video_{rendered.scenario}",
     }, indent=2) + "\n")
     truth = VideoCallTruth(
         call_id=call_id, video_path=video_path, metadata_path=metadata_path, rttm_path=rttm_path,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from pipeline import metadata as call_metadata
 from pipeline.evaluation import identifier_leaked, load_rttm, load_stm
 from pipeline.synth import (
     SyntheticCall,
@@ -157,6 +158,7 @@ def test_stm_and_metadata(demo):
         assert meta["call_id"] == c.call_id
         assert "roles" not in meta  # the pipeline infers roles; the truth is the RTTM labels
         assert meta["consent"] == {"voice_affect": True, "text_affect": True, "video": False}
+        assert call_metadata.parse(c.metadata_path.read_bytes()).call_id == c.call_id  # under the contract
 
 
 def test_same_seed_same_call_other_seed_other_call(demo, tmp_path):

@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 
+from pipeline import metadata as call_metadata
 from pipeline.evaluation import load_rttm
 from pipeline.synth import render_call
 from pipeline.synth_video import VideoCallTruth, generate_video_call, mouth_openings, tile_boxes
@@ -62,6 +63,7 @@ def test_truth_matches_the_rttm_and_the_tiles(call):
     assert boxes == tile_boxes("speaker_view", 4, (480, 270))
     metadata = json.loads(call.metadata_path.read_text())
     assert metadata["consent"]["video"] is True and metadata["call_id"] == "vc-test"
+    assert call_metadata.parse(call.metadata_path.read_bytes()).consent.video is True  # under the contract
 
 
 def test_mouths_open_only_while_their_speaker_talks():
