@@ -225,6 +225,28 @@ def test_jobs_report_an_unreachable_s3_in_one_line(command, tmp_path, monkeypatc
     assert len(err) == 1 and err[0].startswith("callaffect: error:") and "Traceback" not in err[0], err
 
 
+def test_quality_gate_exits_3_when_a_call_fails_it(settings, monkeypatch, capsys):
+    from airflow_env import use_settings
+    from factories import set_values
+
+    use_settings(monkeypatch, settings)
+    _commit_valid_call(settings, "fine-2")
+    bad = make_call_tables("bad-2", DAY, duration_s=60.0, seed=2)
+    bad["speaker_affect"] = set_values(bad["speaker_affect"], "valence", {0: 4.0})
+    _put_calls(settings, ["bad-2"])
+    rec = classify_raw_key(f"{settings.s3.raw_prefix}{DAY}/bad-2.wav", settings.s3.raw_prefix)
+    process_recording(rec, settings, lambda media, call_id, **kw: CallResult(
+        CallManifest(call_id=call_id, status="ok", duration_s=60.0, schema_version=SCHEMA_VERSION), bad))
+
+    code = cli.main(["quality-gate"])
+
+    captured = capsys.readouterr()
+    assert code == cli.EXIT_PARTIAL
+    assert json.loads(captured.out)["checked"] == 2
+    assert captured.err.strip() == "callaffect: 1 call(s) failed the quality gate and are quarantined"
+    assert cli.main(["quality-gate"]) == cli.EXIT_OK  # nothing new to check
+
+
 def test_verbose_logs_carry_no_credentials(settings, tmp_path):
     secret_id, secret_key, token = "AKIAFAULTSUITE0EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY", "IQoJb3JpZ2luX2VjEFAKE-SESSION-TOKEN-0123456789"
     env = {**os.environ, "AWS_ACCESS_KEY_ID": secret_id, "AWS_SECRET_ACCESS_KEY": secret_key, "AWS_SESSION_TOKEN": token,
@@ -475,6 +497,7 @@ def test_batch_gate_and_marts_under_20_percent_slowdown_match_a_fault_free_run(s
     assert counts["error"] > 0.15 * (counts["error"] + counts["forward"])  # the faults really happened
 
 
+@pytest.mark.e2e
 def test_marts_survive_throttling_that_duckdbs_default_retries_do_not(settings, local_s3, tmp_path, monkeypatch):
     """The marts build alone at 35 % SlowDown: passes with the configured httpfs retries, and
     the same build with DuckDB's defaults fails (so this test can tell)."""
