@@ -11,16 +11,25 @@ Runs `analyze_call` + `write_local` on each call and scores what it wrote:
   ``speaker_turns`` and the ones mapped to the customer all have ``customer``
   (`pipeline.evaluation.roles_right`);
 - leaks: any planted identifier (``<call_id>.pii.json``) still in ``transcript.vtt``, in any text
-  column of ``tables/utterances.parquet`` or in ``qa_flags.evidence`` (`find_leaks`).
+  column of ``tables/utterances.parquet`` or in ``qa_flags.evidence`` (`find_leaks`);
+- per-role WER (synthetic calls): the truth's agent (customer) lines against the cues that
+  ``transcript.vtt`` tags ``(agent)`` (``(customer)``), outside planted identifiers, so a word
+  given to the wrong party counts against both; ``wer_agent``, ``wer_customer``;
+- on stereo synthetic calls, the customer's baseline: Whisper run plainly on the customer's
+  channel alone (the pipeline's faster-whisper model, its default ``transcribe``, no VAD),
+  ``wer_customer_plain_whisper``, and whether the pipeline is no worse (``customer_no_worse``).
 
-Reported per call, per condition (e.g. ``3spk-tel-10db-stereo``) and per factor (speakers, SNR,
-channels, overlap). Prints JSON and writes it to OUT/quality.json.
+Reported per call, per condition (e.g. ``3spk-tel-10db-stereo``, ``2spk-tel-20db-stereo-cust-10db``)
+and per factor (speakers, SNR, channels, overlap, customer level). Prints JSON and writes it to
+OUT/quality.json.
 
     .venv/bin/python bench/eval_quality.py [--synthetic 1] [--test-set data/testset/manifest.json]
-        [--only 3spk --only 4spk] [--channel-map] [--no-real] [--out data/eval]
+        [--only 3spk --only 4spk] [--channel-map] [--no-real] [--no-customer-levels] [--out data/eval]
 
-``--synthetic N`` generates N calls per condition (12 conditions; about 10 s of analysis per
-call on 2 cores); ``--test-set`` scores a set written by bench/make_test_set.py instead.
+``--synthetic N`` generates N calls per condition (18 conditions: the 12 of the test set and the
+6 stereo ones with the customer 0/5/10 dB quieter at SNR 20/10 dB, which ``--no-customer-levels``
+leaves out; about 10 s of analysis per call on 2 cores); ``--test-set`` scores a set written by
+bench/make_test_set.py instead.
 ``--channel-map`` gives stereo calls their channel map in the metadata (by default the
 pipeline has to infer which channel is the agent).
 """
@@ -28,6 +37,7 @@ pipeline has to infer which channel is the agent).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -71,6 +81,40 @@ def _hypothesis_speakers(run: Path):
     return annotation, {r["speaker"]: r["role"] for r in rows}
 
 
+def _outside(start: float, end: float, spans) -> bool:
+    return not any(start < b and a < end for a, b in spans)
+
+
+def role_wer(stm: Path | str, vtt: Path | str, role: str, exclude=()):
+    """Word errors (`WerScore`) of one party: the STM lines of speaker ``role`` against the
+    cues whose voice tag carries ``(role)``, e.g. ``<v SPEAKER_01 (customer)>``. ``exclude``:
+    (start, end) spans left out on both sides, as in `wer_counts_from_files`."""
+    from pipeline.evaluation import load_stm, read_vtt_cues, stm_text, word_error_counts
+
+    entries = [e for e in load_stm(stm) if e.speaker == role and _outside(e.start, e.end, exclude)]
+    cues = [c for c in read_vtt_cues(vtt) if c.text and c.voice and c.voice.endswith(f"({role})")
+            and _outside((c.start + c.end) / 2, (c.start + c.end) / 2 + 1e-6, exclude)]
+    return word_error_counts(stm_text(entries), " ".join(c.text for c in cues), role)
+
+
+def plain_whisper_wer(audio: Path | str, stm: Path | str, channel: int, role: str, settings, exclude=()):
+    """Word errors of Whisper run plainly on one channel: the model the pipeline's faster-whisper
+    backend loads, its default ``transcribe`` (30 s seek, timestamps, no VAD filter), against
+    the STM lines of ``role`` (``exclude`` as in `role_wer`, on segment midpoints)."""
+    from pipeline.evaluation import load_stm, stm_text, word_error_counts
+    from pipeline.media import decode_audio
+    from pipeline.stages import transcription
+
+    t = settings.transcription
+    path = transcription.local_model_path(dataclasses.replace(t, backend="faster-whisper"))
+    model = transcription._faster_whisper_model(str(path), t.device, t.compute_type, t.cpu_threads)
+    decoded = decode_audio(audio, sample_rate=transcription.SAMPLE_RATE)
+    segments, _ = model.transcribe(decoded.channels[channel], language=t.language)
+    hypothesis = " ".join(seg.text for seg in segments if _outside((seg.start + seg.end) / 2, (seg.start + seg.end) / 2 + 1e-6, exclude))
+    entries = [e for e in load_stm(stm) if e.speaker == role and _outside(e.start, e.end, exclude)]
+    return word_error_counts(stm_text(entries), hypothesis, f"{role} (plain Whisper)")
+
+
 def score_call(case: dict, settings, out: Path, channel_map: bool) -> dict:
     from pipeline.analyze import analyze_call
     from pipeline.evaluation import der_from_files, find_leaks, load_rttm, roles_right, wer_from_files
@@ -107,6 +151,7 @@ def score_call(case: dict, settings, out: Path, channel_map: bool) -> dict:
     if case.get("synthetic"):
         reference = load_rttm(case["rttm"])[call_id]
         row["roles_right"] = roles_right(reference, hypothesis, roles)
+    spans = []
     if case.get("pii"):
         planted = json.loads(Path(case["pii"]).read_text())["identifiers"]
         spans = [(p["start"], p["end"]) for p in planted]
@@ -114,6 +159,19 @@ def score_call(case: dict, settings, out: Path, channel_map: bool) -> dict:
         row["planted"] = [p["kind"] for p in planted]
         row["leaks"] = [{"kind": leak.kind, "source": leak.source, "text": leak.text}
                         for leak in find_leaks(_texts(run), planted)]
+    if case.get("synthetic"):
+        for role in CHANNEL_MAP.values():
+            score = role_wer(case["stm"], run / "transcript.vtt", role, exclude=spans)
+            row[f"wer_{role}"] = round(score.wer, 4)
+            row[f"words_{role}"] = {"ref": score.ref_words, "sub": score.substitutions, "del": score.deletions,
+                                    "ins": score.insertions}
+        if case.get("stereo"):
+            customer_channel = next(int(c) for c, r in CHANNEL_MAP.items() if r == "customer")
+            plain = plain_whisper_wer(case["audio"], case["stm"], customer_channel, "customer", settings, exclude=spans)
+            row["wer_customer_plain_whisper"] = round(plain.wer, 4)
+            row["customer_no_worse"] = row["wer_customer"] <= row["wer_customer_plain_whisper"]
+    if case.get("customer_gain_db") is not None:
+        row["customer_gain_db"] = case["customer_gain_db"]
     return row
 
 
@@ -142,12 +200,19 @@ def summarise(rows: list[dict]) -> dict:
         "leaked_identifiers": sum(len({leak["kind"] for leak in r["leaks"]}) for r in pii),
         "planted_identifiers": sum(len(r["planted"]) for r in pii),
         "mean_rtf": _mean(r["rtf"] for r in ok),
+        "mean_wer_agent": _mean(r.get("wer_agent") for r in ok),
+        "mean_wer_customer": _mean(r.get("wer_customer") for r in ok),
+        "mean_wer_customer_plain_whisper": _mean(r.get("wer_customer_plain_whisper") for r in ok),
+        "customer_no_worse_than_plain_whisper": _rate(r.get("customer_no_worse") for r in ok),
     }
 
 
 def _factors(case: dict) -> list[str]:
-    return [f"speakers={case['n_speakers']}", f"snr={case['snr_db']:g}dB",
-            f"channels={'stereo' if case['stereo'] else 'mono'}", f"overlap={'yes' if case['overlap'] else 'no'}"]
+    factors = [f"speakers={case['n_speakers']}", f"snr={case['snr_db']:g}dB",
+               f"channels={'stereo' if case['stereo'] else 'mono'}", f"overlap={'yes' if case['overlap'] else 'no'}"]
+    if case.get("customer_gain_db") is not None:
+        factors.append(f"customer_level={case['customer_gain_db']:g}dB")
+    return factors
 
 
 def _real_cases(real_dir: Path) -> list[dict]:
@@ -160,17 +225,19 @@ def _real_cases(real_dir: Path) -> list[dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--synthetic", type=int, default=1, help="generated calls per condition (12 conditions)")
+    parser.add_argument("--synthetic", type=int, default=1, help="generated calls per condition (18 conditions)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-set", help="manifest.json from bench/make_test_set.py (instead of generating)")
     parser.add_argument("--only", action="append", default=[], help="score only calls whose id contains this")
     parser.add_argument("--channel-map", action="store_true", help="give stereo calls their channel map")
     parser.add_argument("--no-real", action="store_true", help="skip the real calls")
+    parser.add_argument("--no-customer-levels", action="store_true",
+                        help="generate no stereo calls with the customer 0/5/10 dB quieter than the agent")
     parser.add_argument("--out", default="data/eval")
     args = parser.parse_args()
 
     from pipeline.settings import load_settings
-    from pipeline.synth import generate_test_set
+    from pipeline.synth import TEST_SET_CUSTOMER_GAINS_DB, generate_test_set
 
     settings = load_settings()
     out = Path(args.out)
@@ -184,14 +251,16 @@ def main() -> int:
         cases = json.loads(Path(args.test_set).read_text())["calls"]
     else:
         root = out / "testset"
+        gains = () if args.no_customer_levels else TEST_SET_CUSTOMER_GAINS_DB
         cases = [c.describe() for c in generate_test_set(root / "media", seed=args.seed, per_condition=args.synthetic,
-                                                         truth_dir=root / "truth")]
+                                                         truth_dir=root / "truth", customer_gains_db=gains)]
     cases = [{**c, "synthetic": True} for c in cases if not args.only or any(s in c["call_id"] for s in args.only)]
     rows = []
     for case in cases:
         rows.append(score_call(case, settings, out, args.channel_map))
-        print(f"{case['call_id']}: " + ", ".join(f"{k} {rows[-1][k]}" for k in ("der", "wer", "speakers_hyp")
-                                               if k in rows[-1]), file=sys.stderr, flush=True)
+        print(f"{case['call_id']}: " + ", ".join(f"{k} {rows[-1][k]}" for k in (
+            "der", "wer", "speakers_hyp", "wer_agent", "wer_customer", "wer_customer_plain_whisper") if k in rows[-1]),
+            file=sys.stderr, flush=True)
     by_condition: dict[str, list[dict]] = {}
     by_factor: dict[str, list[dict]] = {}
     for case, row in zip(cases, rows):

@@ -193,12 +193,14 @@ class _Part:
 
 
 def _analyze_part(timer, settings: Settings, samples, sample_rate, hints, channel, other) -> _Part:
-    speech = timer.run("speech_activity", speech_activity.detect_speech, samples, sample_rate, settings.vad)
+    speech = timer.run("speech_activity", speech_activity.detect_speech, samples, sample_rate, settings.vad,
+                       one_party=other is not None)
     if other is not None:
         speech = channels.drop_crosstalk(speech, samples, other, sample_rate)
     turns = timer.run("diarization", _diarize, samples, sample_rate, speech, settings, hints)
     words = timer.run("transcription", transcription.transcribe, samples, sample_rate, speech, settings.transcription,
-                      resolve=functools.partial(model_store.resolve_model_path, settings=settings))
+                      resolve=functools.partial(model_store.resolve_model_path, settings=settings),
+                      one_party=other is not None)
     return _Part(samples, channel, speech, turns, words)
 
 

@@ -116,7 +116,7 @@ class TranscriptionSettings:
     # probability is above no_speech_threshold with a low log-probability is dropped as silence.
     compression_ratio_threshold: float = 2.4
     logprob_threshold: float = -1.0
-    no_speech_threshold: float = 0.6
+    no_speech_threshold: float | None = 0.6  # None: no window is ever dropped as silence
     language: str = "en"
     beam_size: int = 5
     compute_type: str = "int8"

@@ -11,7 +11,8 @@ contact-centre recorders store the two legs of a call), planted identifiers (the
 out a card number, a phone number, an e-mail address and a date of birth; what was planted is
 written to ``<call_id>.pii.json`` so a redaction check knows what must not survive), a long call
 (any number of minutes, written block by block in bounded memory) and a test set over speaker
-count, SNR, channels and overlap (`generate_test_set`).
+count, SNR, channels and overlap, optionally with stereo calls whose customer is 0-10 dB
+quieter than the agent (`generate_test_set`).
 
 The customer's frustrated stretch is angry in words *and* in voice (faster, higher, louder), so
 both text valence and voice arousal cues have something real to find.
@@ -460,6 +461,7 @@ class SyntheticCall:
     identifiers: list[PlantedIdentifier] = field(default_factory=list)
     pii_path: Path | None = None  # <call_id>.pii.json next to the RTTM when identifiers were planted
     condition: str = ""  # the test-set condition, e.g. "3spk-tel-10db-stereo"
+    customer_gain_db: float | None = None  # stereo: the customer's level set relative to the agent's
 
     def describe(self) -> dict:
         """JSON-ready fields for a test-set manifest (paths as strings, no turns)."""
@@ -471,7 +473,7 @@ class SyntheticCall:
             "overlap": self.overlap, "frustrated": self.frustrated_span is not None,
             "duration_s": round(self.duration_s, 3), "sample_rate": self.sample_rate,
             "scenario": self.scenario, "voices": self.voices,
-            "planted": [i.kind for i in self.identifiers],
+            "planted": [i.kind for i in self.identifiers], "customer_gain_db": self.customer_gain_db,
         }
 
 
@@ -619,12 +621,17 @@ def render_call(
     script: str | Script | None = None,
     stereo: bool = False,
     pii: bool = False,
+    customer_gain_db: float | None = None,
 ) -> RenderedCall:
     """Speak, time and mix one call in memory; `generate_call` writes it with its truth.
 
     Stereo: the agent alone on channel 0, everyone else on channel 1, each channel through its
-    own phone line, at its own level and with its own noise (the SNR holds per channel).
+    own phone line, at its own level and with its own noise (the SNR holds per channel). The
+    customer's channel is 0-6 dB quieter than the agent's (drawn per seed), or exactly
+    ``customer_gain_db`` (e.g. -10.0) when given; it has no effect on a mono call.
     """
+    if customer_gain_db is not None and not -40.0 <= customer_gain_db <= 20.0:
+        raise ValueError(f"customer_gain_db must be within -40..20 dB, got {customer_gain_db}")
     if not 2 <= n_speakers <= 4:
         raise ValueError(f"n_speakers must be 2..4, got {n_speakers}")
     if script is None:
@@ -680,6 +687,8 @@ def render_call(
         active = _active_mask([t for t in turns if t.speaker in side], len(track), rate)
         # The customer's leg comes in quieter than the agent's headset, by up to 6 dB.
         level = SPEECH_ACTIVE_RMS * (10 ** (side_rng.uniform(-6.0, 0.0) / 20) if k else 1.0)
+        if k and customer_gain_db is not None:  # drawn all the same: the noise draws stay put
+            level = SPEECH_ACTIVE_RMS * 10 ** (customer_gain_db / 20)
         track, noise = _level_and_noise(track, active, level, snr_db, side_rng if k else rng, rate, telephone)
         speech_tracks.append(track)
         noise_tracks.append(noise)
@@ -770,6 +779,7 @@ def generate_call(
     channel_map_in_metadata: bool = False,
     pii: bool = False,
     condition: str = "",
+    customer_gain_db: float | None = None,
 ) -> SyntheticCall:
     """Write ``<call_id>.<fmt>`` and ``<call_id>.json`` to out_dir, ``.rttm``/``.stm`` to truth_dir.
 
@@ -778,6 +788,8 @@ def generate_call(
     else on 1); the metadata names them (``"channels": {"0": "agent", "1": "customer"}``) only
     with ``channel_map_in_metadata``, so by default the pipeline has to work it out. ``pii``
     has the customer read out identifiers, listed in ``<call_id>.pii.json`` in truth_dir.
+    ``customer_gain_db`` (stereo) sets the customer's channel level relative to the agent's
+    (0 to -10 dB is what contact-centre recordings show); by default it is drawn, 0 to -6 dB.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
@@ -786,7 +798,8 @@ def generate_call(
     out_dir.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
     rendered = render_call(seed=seed, n_speakers=n_speakers, telephone=telephone, snr_db=snr_db,
-                           frustrated=frustrated, overlap=overlap, script=script, stereo=stereo, pii=pii)
+                           frustrated=frustrated, overlap=overlap, script=script, stereo=stereo, pii=pii,
+                           customer_gain_db=customer_gain_db)
     audio_path = out_dir / f"{call_id}.{fmt}"
     _write_audio(rendered.mix, rendered.sample_rate, audio_path, fmt, mulaw and telephone)
     rttm_path, stm_path = _write_truth(call_id, rendered.turns, truth_dir)
@@ -798,7 +811,7 @@ def generate_call(
         scenario=rendered.scenario, telephone=telephone, snr_db=snr_db, stereo=stereo, overlap=overlap,
         voices=rendered.voices, identifiers=rendered.identifiers,
         pii_path=_write_pii(call_id, rendered.identifiers, truth_dir) if pii else None,
-        condition=condition,
+        condition=condition, customer_gain_db=customer_gain_db if stereo else None,
     )
 
 
@@ -976,15 +989,20 @@ def generate_demo_set(out_dir: Path, n_calls: int = 3, seed: int = 0,
 
 TEST_SET_SPEAKERS = (2, 3, 4)
 TEST_SET_SNRS_DB = (20.0, 10.0)
+# Stereo calls with the customer's channel this much quieter than the agent's (set, not drawn).
+TEST_SET_CUSTOMER_GAINS_DB = (0.0, -5.0, -10.0)
 
 
-def test_set_condition(n_speakers: int, snr_db: float, stereo: bool) -> str:
-    """The condition's name, the head of its calls' ids: ``3spk-tel-10db-stereo``."""
-    return f"{n_speakers}spk-tel-{snr_db:.0f}db-{'stereo' if stereo else 'mono'}"
+def test_set_condition(n_speakers: int, snr_db: float, stereo: bool, customer_gain_db: float | None = None) -> str:
+    """The condition's name, the head of its calls' ids: ``3spk-tel-10db-stereo``, or with the
+    customer's level set, ``2spk-tel-20db-stereo-cust-10db``."""
+    name = f"{n_speakers}spk-tel-{snr_db:.0f}db-{'stereo' if stereo else 'mono'}"
+    return name if customer_gain_db is None else f"{name}-cust{customer_gain_db:.0f}db"
 
 
 def generate_test_set(out_dir: Path, seed: int = 0, per_condition: int = 1, *,
-                      truth_dir: Path | None = None) -> list[SyntheticCall]:
+                      truth_dir: Path | None = None,
+                      customer_gains_db: tuple[float, ...] = ()) -> list[SyntheticCall]:
     """Telephone calls with known truth: 2/3/4 speakers x SNR 20/10 dB x mono/stereo.
 
     Call ids are ``<condition>[-ov]-<i>``, e.g. ``3spk-tel-10db-stereo-ov-01``: ``-ov`` marks a
@@ -992,6 +1010,10 @@ def generate_test_set(out_dir: Path, seed: int = 0, per_condition: int = 1, *,
     (``SyntheticCall.pii_path``). Overlap and identifiers are spread so that even one call per
     condition has both, with and without, in mono and stereo and at both SNRs. Stereo calls'
     metadata does not name the channels: the pipeline has to infer which one is the agent.
+
+    ``customer_gains_db`` (e.g. `TEST_SET_CUSTOMER_GAINS_DB`) adds two-speaker stereo
+    conditions, SNR 20/10 dB x each customer level, e.g. ``2spk-tel-10db-stereo-cust-5db``:
+    plain calls (no overlap, no identifiers), for the customer's words on a quieter channel.
     """
     calls = []
     grid = [(n, snr, stereo) for n in TEST_SET_SPEAKERS for snr in TEST_SET_SNRS_DB for stereo in (False, True)]
@@ -1004,6 +1026,15 @@ def generate_test_set(out_dir: Path, seed: int = 0, per_condition: int = 1, *,
                 seed=seed * 1000 + c * per_condition + i, n_speakers=n_speakers, telephone=True,
                 snr_db=snr_db, stereo=stereo, overlap=overlap, pii=(i + c + c // 2) % 2 == 0,
                 frustrated=(c + i) % 3 != 2, truth_dir=truth_dir, condition=condition,
+            ))
+    levels = [(snr, gain) for gain in customer_gains_db for snr in TEST_SET_SNRS_DB]
+    for c, (snr_db, gain) in enumerate(levels):
+        condition = test_set_condition(2, snr_db, True, gain)
+        for i in range(per_condition):
+            calls.append(generate_call(
+                out_dir, f"{condition}-{i:02d}", seed=seed * 1000 + 500 + c * per_condition + i, n_speakers=2,
+                telephone=True, snr_db=snr_db, stereo=True, frustrated=(c + i) % 3 != 2, truth_dir=truth_dir,
+                condition=condition, customer_gain_db=gain,
             ))
     return calls
 

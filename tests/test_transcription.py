@@ -379,3 +379,36 @@ def test_temperature_fallback_rule():
     assert transcription._needs_fallback(result(avg_logprob=-1.5), settings)  # improbable
     silence = result(avg_logprob=-1.5, no_speech_prob=0.9)
     assert not transcription._needs_fallback(silence, settings) and transcription._is_silence(silence, settings)
+
+
+def test_one_party_channels_decode_each_window_once_and_never_drop_it_as_silence(monkeypatch):
+    """faster-whisper seeks back to the last word's end after a window's decode and decodes the
+    rest again (the padding, which comes back as "Thank you."). On one party's channel of a
+    stereo call the second decode is never run, and no window is dropped as silence (its
+    speech regions say it is speech); mono keeps both."""
+    decodes, thresholds = [], []
+
+    class FakeModel:
+        def transcribe(self, audio, **options):
+            thresholds.append(options["no_speech_threshold"])
+
+            def segments():
+                decodes.append("window")
+                yield SimpleNamespace(seek=0, words=[SimpleNamespace(start=0.5, end=0.9, word=" Hello", probability=0.9)])
+                decodes.append("tail")
+                yield SimpleNamespace(seek=150, words=[SimpleNamespace(start=2.6, end=2.9, word=" Thank", probability=0.5)])
+
+            return segments(), None
+
+    monkeypatch.setattr(transcription, "_faster_whisper_model", lambda *args: FakeModel())
+    monkeypatch.setattr(transcription, "local_model_path", lambda *args, **kwargs: Path("tiny.en"))
+    samples, speech = np.zeros(3 * SR, np.float32), Timeline([Segment(0.5, 2.5)])
+    mono = transcription.transcribe(samples, SR, speech, TranscriptionSettings())
+    assert [w.text for w in mono] == [" Hello", " Thank"] and decodes == ["window", "tail"]
+    decodes.clear()
+    once = transcription.transcribe(samples, SR, speech, TranscriptionSettings(), one_party=True)
+    assert [w.text for w in once] == [" Hello"] and decodes == ["window"]
+    assert thresholds == [0.6, None]
+    # openai-whisper's own rule, without a threshold: nothing is silence.
+    quiet = SimpleNamespace(compression_ratio=1.0, avg_logprob=-1.5, no_speech_prob=0.99)
+    assert not transcription._is_silence(quiet, dataclasses.replace(TranscriptionSettings(), no_speech_threshold=None))

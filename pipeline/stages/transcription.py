@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import base64
 import bisect
+import dataclasses
 import functools
 import gzip
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,8 +136,18 @@ def transcribe(
     settings: TranscriptionSettings,
     *,
     resolve: Resolver | None = None,
+    one_party: bool = False,
 ) -> list[Word]:
-    """Words said in the speech regions, times in the recording's seconds, in time order."""
+    """Words said in the speech regions, times in the recording's seconds, in time order.
+
+    ``one_party``: the samples are one party's channel of a stereo call, so every window is
+    that party's speech (the speech regions say so, and nobody else is on the channel). Then
+    no window is dropped as silence (``no_speech_threshold`` is not applied: it drops a whole
+    window, up to 30 s of the party's words, on one probability of its first token; on generated
+    stereo calls at 0 dB SNR it deleted 91-105 of the customer's ~100 words on 3 of 4 calls), and
+    faster-whisper decodes each window once, as openai-whisper here always does (see
+    `_transcribe_faster_whisper`). Mono calls keep the decoding they had.
+    """
     _check_backend(settings)
     if sample_rate != SAMPLE_RATE:
         raise ValueError("Whisper takes 16 kHz audio")
@@ -143,8 +155,10 @@ def transcribe(
     pieces = _speech_pieces(len(samples), speech, settings.speech_pad_s)
     if not pieces:
         return []
+    if one_party:
+        settings = dataclasses.replace(settings, no_speech_threshold=None)
     if settings.backend == "faster-whisper":
-        return _transcribe_faster_whisper(samples, pieces, path, settings)
+        return _transcribe_faster_whisper(samples, pieces, path, settings, decode_once=one_party)
     return _transcribe_openai_whisper(samples, pieces, path, settings)
 
 
@@ -230,7 +244,15 @@ def _faster_whisper_model(path: str, device: str, compute_type: str, cpu_threads
     return WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
 
 
-def _transcribe_faster_whisper(samples, pieces, path: Path, settings: TranscriptionSettings) -> list[Word]:
+def _transcribe_faster_whisper(samples, pieces, path: Path, settings: TranscriptionSettings,
+                               decode_once: bool = False) -> list[Word]:
+    """With word timestamps and no timestamp tokens, faster-whisper (1.2) seeks back to the
+    last word's end after decoding a window and decodes the rest again: a second decode of
+    the window's last second or two, mostly padding, which comes back as a made-up "Thank
+    you." about once per window of a one-party channel. ``decode_once`` keeps the first decode
+    only (segments are read lazily, so the second is never run): on 36 generated stereo
+    8 kHz calls the customer's WER went from 0.381 to 0.368 (insertions 302 -> 265), and on
+    their agent channels decoding took a third less time."""
     model = _faster_whisper_model(str(path), settings.device, settings.compute_type, settings.cpu_threads)
     words: list[Word] = []
     for window in _windows(samples, pieces):
@@ -248,6 +270,8 @@ def _transcribe_faster_whisper(samples, pieces, path: Path, settings: Transcript
             word_timestamps=True,
             vad_filter=False,
         )
+        if decode_once:  # without timestamp tokens a decode is one segment: the first one
+            segments = [segment for segment in itertools.islice(segments, 1) if segment.seek == 0]
         words.extend(
             window.word(w.start, w.end, w.word, w.probability)
             for segment in segments
@@ -290,7 +314,9 @@ def _needs_fallback(result, settings: TranscriptionSettings) -> bool:
 
 
 def _is_silence(result, settings: TranscriptionSettings) -> bool:
-    return result.no_speech_prob > settings.no_speech_threshold and result.avg_logprob < settings.logprob_threshold
+    """whisper.transcribe's rule; never, without a no-speech threshold (one party's channel)."""
+    threshold = settings.no_speech_threshold
+    return threshold is not None and result.no_speech_prob > threshold and result.avg_logprob < settings.logprob_threshold
 
 
 @functools.cache
