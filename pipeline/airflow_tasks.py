@@ -31,6 +31,15 @@ ANALYZE_FN: Callable[..., Any] | None = None
 _REPORT_FLAGS_MAX = 200
 
 
+def _task_settings():
+    """The worker's settings, with credentials masked in whatever this task logs (botocore at
+    INFO at most, whatever Airflow's logging level): for the task bodies, not DAG parsing."""
+    from pipeline import log_redaction
+
+    log_redaction.install()
+    return load_settings()
+
+
 def schedules():
     """The DAGs' schedule settings (cheap: a file and the environment, no I/O beyond that)."""
     return load_settings().schedule
@@ -49,7 +58,7 @@ def pending_recordings() -> list[dict]:
     """Raw recordings that have no committed manifest yet, as dicts (RawRecording's fields)."""
     from pipeline.batch import discover_pending, recording_to_dict
 
-    return [recording_to_dict(r) for r in discover_pending(load_settings())]
+    return [recording_to_dict(r) for r in discover_pending(_task_settings())]
 
 
 class PendingRecordingsTrigger(BaseTrigger):
@@ -131,7 +140,7 @@ def discover_batches() -> list[list[dict]]:
     listed as ignored under the ops prefix."""
     from pipeline.batch import discover, recording_to_dict, settle_discovery
 
-    settings = load_settings()
+    settings = _task_settings()
     found = discover(settings)
     for call_id, reason in settle_discovery(settings, found).items():
         log.warning("quarantined at discovery: %s: %s", call_id, reason)
@@ -154,7 +163,7 @@ def analyze_batch(batch: list[dict]) -> dict:
     from pipeline.batch import recording_from_dict, run_batch
 
     recordings = [recording_from_dict(rec) for rec in batch]
-    report = run_batch(load_settings(), recordings=recordings, analyze_fn=ANALYZE_FN)
+    report = run_batch(_task_settings(), recordings=recordings, analyze_fn=ANALYZE_FN)
     for call_id, error in report.failed.items():
         log.warning("%s not committed, retried next run: %s", call_id, error)
     return {"report": report.to_dict(), "call_dates": {r.call_id: r.call_date for r in recordings}}
@@ -165,7 +174,7 @@ def quality_gate() -> dict:
     run left behind); failing calls are quarantined in their manifests, so the marts skip them."""
     from pipeline.quality import gate_committed_calls
 
-    results = gate_committed_calls(load_settings())
+    results = gate_committed_calls(_task_settings())
     failed = {call_id: r.failures for call_id, r in results if not r.passed}
     for call_id, failures in failed.items():
         log.warning("quality gate quarantined %s: %s", call_id, "; ".join(failures))
@@ -177,7 +186,7 @@ def build_marts() -> dict:
     """Rebuild the DuckDB marts from every loadable call and swap the file in."""
     from pipeline.marts import build_marts as build
 
-    return dataclasses.asdict(build(load_settings()))
+    return dataclasses.asdict(build(_task_settings()))
 
 
 def nightly_report(discovered: list[list[dict]] | None, batches: list[dict | None], gate: dict | None,
@@ -299,7 +308,7 @@ def apply_retention() -> dict:
     """Delete raw media of processed calls past the configured age; every deletion is logged."""
     from pipeline.retention import run_retention
 
-    report = run_retention(load_settings())
+    report = run_retention(_task_settings())
     for rec in report.deleted:
         log.info("deleted s3://%s/%s (call %s): %s", rec["bucket"], rec["key"], rec["call_id"], rec["reason"])
     log.info("retention: %d object(s) deleted, %d old recording(s) kept, log %s", len(report.deleted), len(report.kept), report.log_key)

@@ -254,11 +254,16 @@ def test_landing_dag_registers_pending_recordings_and_emits_the_asset_event(task
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    import logging
+
     key = _upload(task_env, DAY, "new-call.wav", b"RIFF new audio")
+    botocore = logging.getLogger("botocore")
+    botocore.setLevel(logging.DEBUG)  # a debugging operator's setting: it would log request headers
 
     run = run_dag("callaffect_landing")
 
     assert run.state == "success"
+    assert botocore.level == logging.INFO  # the task body capped it: no credentials in task logs
     assert [r["key"] for r in task_result(run, "wait_for_recordings")] == [key]
     with create_session() as session:
         events = session.scalars(select(AssetEvent).where(AssetEvent.source_run_id == run.run_id)).all()
