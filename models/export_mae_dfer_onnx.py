@@ -22,6 +22,7 @@ import time
 
 from pipeline.networks.lgi_former import PAPER_CONFIG
 from pipeline.networks.mae_dfer_checkpoint import export_checkpoint_onnx
+from pipeline.model_store import resolve_model_path
 from pipeline.settings import load_settings
 
 
@@ -33,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    settings = load_settings(args.config) if args.checkpoint.startswith("s3://") else None
-    result = export_checkpoint_onnx(args.checkpoint, args.out, PAPER_CONFIG, settings=settings)
+    checkpoint = args.checkpoint
+    if checkpoint.startswith("s3://"):
+        checkpoint = resolve_model_path(checkpoint, load_settings(args.config))
+    result = export_checkpoint_onnx(checkpoint, args.out, PAPER_CONFIG)
     print(
         json.dumps(
             {

@@ -11,6 +11,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline import storage
+from pipeline.model_store import resolve_model_path
 from pipeline.networks.lgi_former import (
     GeneralAttention,
     LGIFormer,
@@ -292,8 +293,8 @@ def test_s3_checkpoint_loads_through_the_model_store(settings, tmp_path):
     path = builder.build_test_checkpoint(tmp_path / "ckpt.pth")
     bucket = settings.s3.curated_bucket
     storage.put_bytes(storage.s3_client(settings.s3), bucket, "models/mae-dfer/dfew-fold1.pth", path.read_bytes())
-    remote = load_checkpoint(f"s3://{bucket}/models/mae-dfer/dfew-fold1.pth", SMALL, settings=settings)
+    remote = load_checkpoint(resolve_model_path(f"s3://{bucket}/models/mae-dfer/dfew-fold1.pth", settings), SMALL)
     local = load_checkpoint(str(path), SMALL)
     assert all(torch.equal(remote.state_dict()[k], v) for k, v in local.state_dict().items())
-    with pytest.raises(ValueError, match="needs settings"):
+    with pytest.raises(FileNotFoundError, match="resolve with pipeline.model_store"):
         load_checkpoint(f"s3://{bucket}/models/mae-dfer/dfew-fold1.pth", SMALL)

@@ -39,8 +39,8 @@ from torch import nn
 
 # The authors' DFEW class order and input normalisation, with their sources, live in the
 # runtime stage, which must not need torch; re-exported here for the export metadata.
-from pipeline.stages.face_expression_clips import CLASSES as DFEW_CLASSES
-from pipeline.stages.face_expression_clips import INPUT_MEAN, INPUT_STD
+from pipeline.networks.mae_dfer_contract import CLASSES as DFEW_CLASSES
+from pipeline.networks.mae_dfer_contract import INPUT_MEAN, INPUT_STD
 
 Pooling = Literal["region", "org", "all"]
 

@@ -37,7 +37,6 @@ from pipeline.networks.lgi_former import (
     export_onnx,
     max_abs_diff_vs_onnx,
 )
-from pipeline.settings import Settings
 
 CONTAINER_KEYS = ("model", "module")  # tried in this order, as the authors' default model_key
 STRIPPED_PREFIXES = ("backbone.", "encoder.")
@@ -141,29 +140,21 @@ def check_state_matches(model: LGIFormer, state: Mapping[str, torch.Tensor]) -> 
         raise CheckpointMismatch("\n".join(lines))
 
 
-def local_checkpoint_path(path_or_uri: str, settings: Settings | None = None) -> Path:
-    """Local file of a checkpoint given as a path or an s3:// key (copied once via the model store)."""
-    if path_or_uri.startswith("s3://"):
-        if settings is None:
-            raise ValueError("an s3:// checkpoint needs settings (S3 endpoint and model store cache)")
-        from pipeline.model_store import resolve_model_path
-
-        return resolve_model_path(path_or_uri, settings)
-    path = Path(path_or_uri).expanduser()
+def _local_file(path: str | Path) -> Path:
+    """A checkpoint on this machine (an s3:// key goes through pipeline.model_store first)."""
+    path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"checkpoint not found: {path} (s3:// keys: resolve with pipeline.model_store first)")
     return path
 
 
-def load_checkpoint(
-    path_or_uri: str, config: LGIFormerConfig = PAPER_CONFIG, *, settings: Settings | None = None
-) -> LGIFormer:
-    """``LGIFormer`` in eval mode with every weight from the checkpoint (local path or s3://).
+def load_checkpoint(path: str | Path, config: LGIFormerConfig = PAPER_CONFIG) -> LGIFormer:
+    """``LGIFormer`` in eval mode with every weight from the checkpoint file.
 
     A checkpoint that carries ``pos_embed`` was trained with learned positions, so the model
     gets them (resized if needed) instead of the fixed sine-cosine table.
     """
-    raw, container = read_checkpoint(local_checkpoint_path(path_or_uri, settings))
+    raw, container = read_checkpoint(_local_file(path))
     remapped = remap_state_dict(raw, config, container)
     if remapped.pos_embed_grid is not None:
         config = dataclasses.replace(config, learnable_pos_embed=True)
@@ -181,22 +172,21 @@ class ExportedModel:
 
 
 def export_checkpoint_onnx(
-    path_or_uri: str,
+    path: str | Path,
     out: str | Path,
     config: LGIFormerConfig = PAPER_CONFIG,
     *,
-    settings: Settings | None = None,
     classes: tuple[str, ...] = DFEW_CLASSES,
     check_clips: int = 2,
     tolerance: float = 1e-4,
 ) -> ExportedModel:
     """Checkpoint -> ONNX (dynamic batch, ``clips`` -> ``logits``), then checked against torch
     on ``check_clips`` random clips; fails if any logit differs by more than ``tolerance``."""
-    local = local_checkpoint_path(path_or_uri, settings)
+    local = _local_file(path)
     with open(local, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
     model = load_checkpoint(str(local), config)
-    metadata = {"checkpoint": path_or_uri, "checkpoint_sha256": digest, "torch": torch.__version__}
+    metadata = {"checkpoint": str(path), "checkpoint_sha256": digest, "torch": torch.__version__}
     onnx_path = export_onnx(model, out, classes=classes, metadata=metadata)
     c = model.config
     clips = torch.randn(
@@ -204,5 +194,5 @@ def export_checkpoint_onnx(
     )
     diff = max_abs_diff_vs_onnx(model, onnx_path, clips)
     if diff > tolerance:
-        raise RuntimeError(f"ONNX export of {path_or_uri} differs from torch by {diff:.3g} (> {tolerance:g})")
+        raise RuntimeError(f"ONNX export of {path} differs from torch by {diff:.3g} (> {tolerance:g})")
     return ExportedModel(onnx_path, digest, diff)
