@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.digests import file_sha256
 from pipeline import leases, storage
 from pipeline import metadata as call_metadata
 from pipeline.layout import (
@@ -230,14 +230,6 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -340,7 +332,7 @@ def _analyse(client, settings: Settings, rec: RawRecording, work: Path, analyze_
     try:
         metadata = _read_metadata(client, settings, rec)
     except call_metadata.MetadataError as exc:
-        return _quarantine(rec, str(exc), _sha256(media)), {}
+        return _quarantine(rec, str(exc), file_sha256(media)), {}
     try:
         result = analyze_fn(
             media, rec.call_id, settings=settings, call_date=rec.call_date, metadata=metadata,
@@ -350,7 +342,7 @@ def _analyse(client, settings: Settings, rec: RawRecording, work: Path, analyze_
         return manifest, (_conform(result.tables) if manifest.status == "ok" else {})
     except Exception as exc:  # noqa: BLE001 - a bug or MemoryError in one call, not the batch
         log.exception("analysis of %s failed", rec.call_id)
-        return _quarantine(rec, f"internal error: {_error_text(exc)}", _sha256(media)), {}
+        return _quarantine(rec, f"internal error: {_error_text(exc)}", file_sha256(media)), {}
 
 
 def process_recording(

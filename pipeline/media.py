@@ -6,12 +6,13 @@ Decoding goes straight through the file once (PyAV), resampling on the fly, so o
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
+
+from pipeline.digests import file_sha256
 
 
 class MediaError(Exception):
@@ -43,14 +44,6 @@ class DecodedAudio:
     @property
     def duration_s(self) -> float:
         return len(self.samples) / self.sample_rate
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def probe(path: str | Path) -> MediaInfo:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.networks.mini_xception_contract import sha256_file
+from pipeline.digests import file_sha256
 from pipeline.stages import expression_circumplex as circumplex
 from pipeline.stages.face_expression import EMOTIONS, ExpressionModel, face_crop, fer_hdf5_path, scale_crops
 
@@ -24,7 +24,7 @@ PARITY_TOLERANCE = 1e-5
 @pytest.fixture(scope="module")
 def reference() -> dict[str, np.ndarray]:
     data = dict(np.load(REFERENCE))
-    assert str(data["hdf5_sha256"]) == sha256_file(fer_hdf5_path()), (
+    assert str(data["hdf5_sha256"]) == file_sha256(fer_hdf5_path()), (
         "the installed fer ships other weights than the reference was made from: "
         "rerun bench/make_fer_reference.py"
     )
@@ -79,7 +79,7 @@ def test_predict_rejects_wrong_input(model_cache):
 
 def test_model_version_names_the_weights(model_cache):
     version = ExpressionModel(cache_dir=model_cache).model_version()
-    assert version.endswith(sha256_file(fer_hdf5_path())[:12]) and "emotion_model.hdf5" in version
+    assert version.endswith(file_sha256(fer_hdf5_path())[:12]) and "emotion_model.hdf5" in version
 
 
 def test_face_crop_matches_fers_crops(reference):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pipeline.digests import file_sha256
 from pipeline.networks.lgi_former import (
     DFEW_CLASSES,
     PAPER_CONFIG,
@@ -183,8 +183,7 @@ def export_checkpoint_onnx(
     """Checkpoint -> ONNX (dynamic batch, ``clips`` -> ``logits``), then checked against torch
     on ``check_clips`` random clips; fails if any logit differs by more than ``tolerance``."""
     local = _local_file(path)
-    with open(local, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    digest = file_sha256(local)
     model = load_checkpoint(str(local), config)
     metadata = {"checkpoint": str(path), "checkpoint_sha256": digest, "torch": torch.__version__}
     onnx_path = export_onnx(model, out, classes=classes, metadata=metadata)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pipeline.digests import file_sha256
 from pipeline.networks.mini_xception_contract import (
     CLASSES,
     CONVERTER_VERSION,
@@ -31,7 +32,6 @@ from pipeline.networks.mini_xception_contract import (
     ONNX_OUTPUT,
     PROBE_TOLERANCE,
     probe_faces,
-    sha256_file,
 )
 
 KERAS_BN_EPSILON = 1e-3  # every BatchNormalization layer of the file uses Keras' default
@@ -204,7 +204,7 @@ def convert(hdf5_path: str | os.PathLike, onnx_path: str | os.PathLike) -> Conve
     import onnxruntime as ort
 
     onnx_path = Path(onnx_path)
-    hdf5_sha = sha256_file(hdf5_path)
+    hdf5_sha = file_sha256(hdf5_path)
     model = load_keras_hdf5(hdf5_path)
     probe = probe_faces()
     with torch.no_grad():
@@ -247,7 +247,7 @@ def convert(hdf5_path: str | os.PathLike, onnx_path: str | os.PathLike) -> Conve
         diff = float(np.abs(onnx_probs - probe_probs).max())
         if diff > PROBE_TOLERANCE:
             raise RuntimeError(f"ONNX export differs from the PyTorch model by {diff}")
-        onnx_sha = sha256_file(tmp_path)
+        onnx_sha = file_sha256(tmp_path)
         os.replace(tmp_path, onnx_path)  # atomic: readers see the old file or the whole new one
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -6,8 +6,6 @@ Runtime once the file exists; only the one-off conversion imports torch.
 
 from __future__ import annotations
 
-import hashlib
-import os
 
 import numpy as np
 
@@ -16,14 +14,6 @@ CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  #
 CONVERTER_VERSION = "1"  # bump when the graph or export changes: cached ONNX files are rebuilt
 ONNX_INPUT, ONNX_OUTPUT = "faces", "probs"
 PROBE_TOLERANCE = 1e-5  # max abs difference allowed between a file's output and the recorded one
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def probe_faces() -> np.ndarray:

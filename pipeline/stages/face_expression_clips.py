@@ -13,7 +13,6 @@ carries the class names, the input normalisation and the source checkpoint's dig
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.digests import file_sha256
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -112,8 +112,7 @@ class ClipExpressionModel:
         _, _, frames, height, width = self._session.get_inputs()[0].shape
         self.clip_shape: tuple[int, int, int, int] = (frames, height, width, 3)
         self.providers: list[str] = self._session.get_providers()
-        with open(onnx_path, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        digest = file_sha256(onnx_path)
         source = meta.get("checkpoint_sha256", "unknown")
         self.version = f"{BACKEND}:checkpoint-sha256={source[:16]},onnx-sha256={digest[:16]}"
 
@@ -161,8 +160,7 @@ class TorchClipModel:
         self._mean = np.asarray(INPUT_MEAN, np.float32) * 255.0
         self._inv_std = 1.0 / (np.asarray(INPUT_STD, np.float32) * 255.0)
         self.providers: list[str] = [f"torch:{self.device.type}"]
-        with open(checkpoint, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        digest = file_sha256(checkpoint)
         self.version = f"mae-dfer-torch:checkpoint-sha256={digest[:16]}"
 
     def predict(self, clips: np.ndarray) -> np.ndarray:
@@ -202,8 +200,7 @@ def onnx_path_for(model_path: str, settings: Settings, config: LGIFormerConfig |
     from pipeline.networks.lgi_former import PAPER_CONFIG
     from pipeline.networks.mae_dfer_checkpoint import export_checkpoint_onnx
 
-    with open(local, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    digest = file_sha256(local)
     out = Path(settings.model_store.cache_dir).expanduser() / "mae-dfer-onnx" / f"{digest[:16]}.onnx"
     if not out.exists():
         staging = out.with_name(f"{out.name}.part-{os.getpid()}")
