@@ -198,14 +198,6 @@ def settle_discovery(settings: Settings, found: Discovery, client=None) -> dict[
     return quarantined
 
 
-def list_recordings(settings: Settings, client=None) -> list[RawRecording]:
-    """Every raw recording, sorted by date then call id."""
-    s3 = settings.s3
-    client = client or storage.s3_client(s3)
-    recs = (classify_raw_key(o.key, s3.raw_prefix, o.size, o.etag) for o in storage.list_objects(client, s3.raw_bucket, s3.raw_prefix))
-    return sorted((r for r in recs if isinstance(r, RawRecording)), key=lambda r: (r.call_date, r.call_id, r.key))
-
-
 def discover_pending(settings: Settings, client=None) -> list[RawRecording]:
     """Raw recordings with no committed manifest that can be analysed, sorted by date then call id."""
     return discover(settings, client).pending

@@ -166,13 +166,3 @@ def upload_file(client, path: str | os.PathLike, bucket: str, key: str) -> None:
 
 def delete_object(client, bucket: str, key: str) -> None:
     client.delete_object(Bucket=bucket, Key=key)
-
-
-def object_exists(client, bucket: str, key: str) -> bool:
-    try:
-        client.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in _NOT_FOUND:
-            return False
-        raise
-    return True

@@ -18,8 +18,8 @@ def test_round_trip(settings, tmp_path):
 
     storage.put_bytes(client, bucket, "a/b.bin", b"\x00payload\xff")
     assert storage.get_bytes(client, bucket, "a/b.bin") == b"\x00payload\xff"
-    assert storage.object_exists(client, bucket, "a/b.bin")
-    assert not storage.object_exists(client, bucket, "a/missing.bin")
+    assert storage.object_size(client, bucket, "a/b.bin") is not None
+    assert storage.object_size(client, bucket, "a/missing.bin") is None
 
     src = tmp_path / "src.wav"
     src.write_bytes(b"RIFF" + bytes(range(256)) * 40)
@@ -32,7 +32,7 @@ def test_round_trip(settings, tmp_path):
     assert info.etag and '"' not in info.etag
 
     storage.delete_object(client, bucket, "a/b.bin")
-    assert not storage.object_exists(client, bucket, "a/b.bin")
+    assert storage.object_size(client, bucket, "a/b.bin") is None
 
 
 def test_parse_s3_uri():
