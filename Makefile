@@ -17,7 +17,7 @@ demo: setup
 test: setup
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-# Skip the slowest end-to-end tests (real models on whole calls, the demo); CI runs them all.
+# Unit and integration tests only: everything under tests/e2e/ (marked e2e) is left out; CI runs all.
 test-fast: setup
 	@$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 

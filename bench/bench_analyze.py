@@ -30,7 +30,7 @@ def _peak_rss_mb() -> float:
 
 
 def _long_call(calls, minutes: float, out: Path) -> Path:
-    from pipeline.media import decode_audio
+    from pipeline.storage.media import decode_audio
 
     pieces, total = [], 0.0
     while total < minutes * 60:
@@ -50,9 +50,9 @@ def main() -> int:
     parser.add_argument("--out", default="data/bench")
     args = parser.parse_args()
 
-    from pipeline.analyze import analyze_call
+    from pipeline.call.analyze import analyze_call
     from pipeline.settings import load_settings
-    from pipeline.synth import generate_demo_set
+    from pipeline.devtools.synth import generate_demo_set
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ def _turns_from_rttm(path: Path, repeat: int = 1, period: float = 0.0):
     """The RTTM's turns, repeated ``repeat`` times ``period`` seconds apart (for a looped video)."""
     from pyannote.core import Annotation, Segment
 
-    from pipeline.evaluation import load_rttm
+    from pipeline.devtools.evaluation import load_rttm
 
     (once,) = load_rttm(path).values()
     turns = Annotation()
@@ -48,17 +48,17 @@ def _turns_from_rttm(path: Path, repeat: int = 1, period: float = 0.0):
 
 def _run_vision(video: str, rttm: str, repeat: int, period: float) -> dict:
     """The vision branch on one video, models loaded first (as on a warm worker)."""
-    from pipeline import vision
+    from pipeline.stages.vision import face_branch
     from pipeline.settings import load_settings
 
     settings = load_settings()
     t = time.perf_counter()
-    vision._detector(settings.vision.min_face_px, settings.vision.threads)
-    vision._expression_model(str(Path(settings.model_store.cache_dir).expanduser()), settings.vision.threads)
+    face_branch._detector(settings.vision.min_face_px, settings.vision.threads)
+    face_branch._expression_model(str(Path(settings.model_store.cache_dir).expanduser()), settings.vision.threads)
     load_s = time.perf_counter() - t
     turns = _turns_from_rttm(Path(rttm), repeat, period)
     t = time.perf_counter()
-    result = vision.analyze_video(video, turns, settings)
+    result = face_branch.analyze_video(video, turns, settings)
     wall = time.perf_counter() - t
     return {
         "load_s": round(load_s, 2), "wall_s": round(wall, 2), "frames_sampled": result.frames_sampled,
@@ -119,8 +119,8 @@ def main() -> int:
     parser.add_argument("--out", default="data/bench")
     args = parser.parse_args()
 
-    from pipeline.stages.video_frames import probe_video
-    from pipeline.synth_video import generate_video_call
+    from pipeline.stages.vision.video_frames import probe_video
+    from pipeline.devtools.synth_video import generate_video_call
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

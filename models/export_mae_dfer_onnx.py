@@ -22,7 +22,7 @@ import time
 
 from pipeline.networks.lgi_former import PAPER_CONFIG
 from pipeline.networks.mae_dfer_checkpoint import export_checkpoint_onnx
-from pipeline.model_store import resolve_model_path
+from pipeline.storage.model_store import resolve_model_path
 from pipeline.settings import load_settings
 
 

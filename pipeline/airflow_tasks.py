@@ -23,7 +23,7 @@ from pipeline.settings import load_settings
 
 log = logging.getLogger(__name__)
 
-# None: the batch's real analysis (pipeline.analyze.analyze_call). dag.test() runs tasks in the
+# None: the batch's real analysis (pipeline.call.analyze.analyze_call). dag.test() runs tasks in the
 # calling process, so a test may swap in a fast stand-in here; production never sets it.
 ANALYZE_FN: Callable[..., Any] | None = None
 
@@ -56,7 +56,7 @@ def raw_recordings_uri() -> str:
 
 def pending_recordings() -> list[dict]:
     """Raw recordings that have no committed manifest yet, as dicts (RawRecording's fields)."""
-    from pipeline.batch import discover_pending, recording_to_dict
+    from pipeline.jobs.batch import discover_pending, recording_to_dict
 
     return [recording_to_dict(r) for r in discover_pending(_task_settings())]
 
@@ -138,7 +138,7 @@ def discover_batches() -> list[list[dict]]:
     Calls that cannot be analysed as they are (a call id under two dates, two media files for
     one call) are quarantined here with their reason; raw objects that are not recordings are
     listed as ignored under the ops prefix."""
-    from pipeline.batch import discover, recording_to_dict, settle_discovery
+    from pipeline.jobs.batch import discover, recording_to_dict, settle_discovery
 
     settings = _task_settings()
     found = discover(settings)
@@ -160,7 +160,7 @@ def analyze_batch(batch: list[dict]) -> dict:
     that could not be committed does not fail this task: it is counted and retried next run
     (quarantined after ``ray.max_call_failures``), and ``check_run`` fails the DAG run for it.
     """
-    from pipeline.batch import recording_from_dict, run_batch
+    from pipeline.jobs.batch import recording_from_dict, run_batch
 
     recordings = [recording_from_dict(rec) for rec in batch]
     report = run_batch(_task_settings(), recordings=recordings, analyze_fn=ANALYZE_FN)
@@ -172,7 +172,7 @@ def analyze_batch(batch: list[dict]) -> dict:
 def quality_gate() -> dict:
     """Gate every committed ok call that has not been checked yet (this run's, and any a failed
     run left behind); failing calls are quarantined in their manifests, so the marts skip them."""
-    from pipeline.quality import gate_committed_calls
+    from pipeline.jobs.quality_gate import gate_committed_calls
 
     results = gate_committed_calls(_task_settings())
     failed = {call_id: r.failures for call_id, r in results if not r.passed}
@@ -184,7 +184,7 @@ def quality_gate() -> dict:
 
 def build_marts() -> dict:
     """Rebuild the DuckDB marts from every loadable call and swap the file in."""
-    from pipeline.marts import build_marts as build
+    from pipeline.jobs.marts import build_marts as build
 
     return dataclasses.asdict(build(_task_settings()))
 
@@ -196,7 +196,7 @@ def nightly_report(discovered: list[list[dict]] | None, batches: list[dict | Non
     task that failed has none). Calls not committed and tasks that failed are listed."""
     import pyarrow as pa
 
-    from pipeline.marts import open_marts
+    from pipeline.jobs.marts import open_marts
 
     calls: dict[str, str] = {}
     results = [b for b in batches or [] if b]
@@ -306,7 +306,7 @@ def check_run(summary: dict | None) -> dict:
 
 def apply_retention() -> dict:
     """Delete raw media of processed calls past the configured age; every deletion is logged."""
-    from pipeline.retention import run_retention
+    from pipeline.jobs.retention import run_retention
 
     report = run_retention(_task_settings())
     for rec in report.deleted:

@@ -37,9 +37,9 @@ def _progress(message: str) -> None:
 
 def _refuse(args, call_id: str, reason: str) -> int:
     """Quarantine before any analysis: the manifest says why, stderr has one line."""
-    from pipeline.analyze import CallResult
+    from pipeline.call.analyze import CallResult
     from pipeline.manifest import CallManifest
-    from pipeline.outputs import write_local
+    from pipeline.call.exports import write_local
 
     write_local(CallResult(CallManifest(call_id=call_id, status="quarantined", reason=reason, source_uri=args.media)), args.out)
     print(f"callaffect: {call_id}: quarantined: {reason}", file=sys.stderr)
@@ -48,9 +48,9 @@ def _refuse(args, call_id: str, reason: str) -> int:
 
 def cmd_analyze(args) -> int:
     from pipeline import metadata as call_metadata
-    from pipeline.analyze import analyze_call
-    from pipeline.layout import valid_call_id
-    from pipeline.outputs import write_local
+    from pipeline.call.analyze import analyze_call
+    from pipeline.storage.layout import valid_call_id
+    from pipeline.call.exports import write_local
 
     settings = _settings(args)
     media = args.media
@@ -64,7 +64,7 @@ def cmd_analyze(args) -> int:
     with tempfile.TemporaryDirectory(prefix="callaffect-") as tmp:
         local = Path(media)
         if media.startswith("s3://"):
-            from pipeline.storage import download_to, parse_s3_uri, s3_client
+            from pipeline.storage.object_store import download_to, parse_s3_uri, s3_client
 
             bucket, key = parse_s3_uri(media)
             local = Path(tmp) / Path(key).name
@@ -86,7 +86,7 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_batch(args) -> int:
-    from pipeline.batch import run_batch
+    from pipeline.jobs.batch import run_batch
 
     report = run_batch(_settings(args), limit=args.limit)
     print(json.dumps(_as_dict(report), indent=2, default=str))
@@ -97,7 +97,7 @@ def cmd_batch(args) -> int:
 
 
 def cmd_marts_build(args) -> int:
-    from pipeline.marts import build_marts
+    from pipeline.jobs.marts import build_marts
 
     report = build_marts(_settings(args), out_path=args.out)
     print(json.dumps(_as_dict(report), indent=2, default=str))
@@ -105,7 +105,7 @@ def cmd_marts_build(args) -> int:
 
 
 def cmd_quality_gate(args) -> int:
-    from pipeline.quality import gate_committed_calls
+    from pipeline.jobs.quality_gate import gate_committed_calls
 
     results = gate_committed_calls(_settings(args))
     failed = [(call_id, r.failures) for call_id, r in results if not r.passed]
@@ -117,21 +117,21 @@ def cmd_quality_gate(args) -> int:
 
 
 def cmd_retention(args) -> int:
-    from pipeline.retention import run_retention
+    from pipeline.jobs.retention import run_retention
 
     print(json.dumps(_as_dict(run_retention(_settings(args))), indent=2, default=str))
     return EXIT_OK
 
 
 def cmd_s3_serve(args) -> int:
-    from pipeline.s3server import serve_forever
+    from pipeline.devtools.s3server import serve_forever
 
     serve_forever(args.port)
     return EXIT_OK
 
 
 def cmd_synth(args) -> int:
-    from pipeline.synth import generate_demo_set
+    from pipeline.devtools.synth import generate_demo_set
 
     for call in generate_demo_set(Path(args.out), n_calls=args.n, seed=args.seed):
         print(call.audio_path)
@@ -139,7 +139,7 @@ def cmd_synth(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from pipeline.demo import run_demo
+    from pipeline.devtools.demo import run_demo
 
     return run_demo(Path(args.workdir))
 
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "run the nightly job end to end on the local stack with demo calls")
     p.add_argument("--workdir", default="data/demo")
 
-    from pipeline.eval_cli import register as register_eval  # argparse only: cheap
+    from pipeline.devtools.eval_cli import register as register_eval  # argparse only: cheap
 
     register_eval(sub)
     return parser

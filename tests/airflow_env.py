@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from pipeline.demo import DAGS_FOLDER, init_airflow, settings_env
+from pipeline.devtools.demo import DAGS_FOLDER, init_airflow, settings_env
 from pipeline.settings import ENV_PREFIX, Settings, load_settings
 
 

@@ -9,12 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import storage
-from pipeline.s3server import LocalS3
+from pipeline.storage import object_store
+from pipeline.devtools.s3server import LocalS3
 from pipeline.settings import MartsSettings, RaySettings, S3Settings, Settings
 
 TESTS_DIR = Path(__file__).resolve().parent
 ROOT = TESTS_DIR.parent
+
+
+def pytest_collection_modifyitems(items):
+    """Everything under tests/e2e/ is end to end: `make test-fast` leaves it out by marker."""
+    e2e = TESTS_DIR / "e2e"
+    for item in items:
+        if e2e in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +37,9 @@ def settings(local_s3, tmp_path) -> Settings:
     """Settings pointing at the local S3 endpoint, with fresh (created) buckets for this test."""
     unique = uuid.uuid4().hex[:10]
     s3 = S3Settings(endpoint_url=local_s3.endpoint_url, raw_bucket=f"raw-{unique}", curated_bucket=f"curated-{unique}")
-    client = storage.s3_client(s3)
-    storage.ensure_bucket(client, s3.raw_bucket)
-    storage.ensure_bucket(client, s3.curated_bucket)
+    client = object_store.s3_client(s3)
+    object_store.ensure_bucket(client, s3.raw_bucket)
+    object_store.ensure_bucket(client, s3.curated_bucket)
     return dataclasses.replace(
         Settings(),
         s3=s3,
@@ -44,14 +52,15 @@ def settings(local_s3, tmp_path) -> Settings:
 def ray_local():
     """A real local Ray cluster with 2 CPUs, for the whole session.
 
-    Workers get tests/ on their path, so functions defined in test modules (fake analyses) can
-    be sent to them by reference.
+    Workers get tests/ and its test folders on their path, so functions defined in test modules
+    (fake analyses) can be sent to them by reference.
     """
     import ray
 
-    from pipeline import ray_cluster
+    from pipeline.compute import ray_cluster
 
-    path = os.pathsep.join(p for p in (str(TESTS_DIR), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    folders = sorted({str(f.parent) for f in TESTS_DIR.rglob("test_*.py")} | {str(TESTS_DIR)})
+    path = os.pathsep.join(p for p in (*folders, str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     ray_cluster.start_local(2, runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield ray
     ray.shutdown()

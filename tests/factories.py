@@ -19,12 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyannote.core import Annotation, Segment
 
-from pipeline.layout import manifest_key, table_key
+from pipeline.storage.layout import manifest_key, table_key
 from pipeline.manifest import CallManifest
 from pipeline.schemas import SCHEMA_VERSION, TABLES, to_table
-from pipeline.stages.attribution import Utterance
-from pipeline.stages.conversation import conversation_metrics
-from pipeline.stages.transcription import Word
+from pipeline.stages.text.attribution import Utterance
+from pipeline.stages.text.conversation import conversation_metrics
+from pipeline.stages.audio.transcription import Word
 
 AGENT, CUSTOMER = "SPEAKER_00", "SPEAKER_01"
 ROLES = {AGENT: "agent", CUSTOMER: "customer"}

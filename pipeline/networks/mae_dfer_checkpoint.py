@@ -141,10 +141,10 @@ def check_state_matches(model: LGIFormer, state: Mapping[str, torch.Tensor]) -> 
 
 
 def _local_file(path: str | Path) -> Path:
-    """A checkpoint on this machine (an s3:// key goes through pipeline.model_store first)."""
+    """A checkpoint on this machine (an s3:// key goes through pipeline.storage.model_store first)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} (s3:// keys: resolve with pipeline.model_store first)")
+        raise FileNotFoundError(f"checkpoint not found: {path} (s3:// keys: resolve with pipeline.storage.model_store first)")
     return path
 
 

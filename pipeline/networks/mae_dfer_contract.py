@@ -1,7 +1,7 @@
 """What MAE-DFER's weights expect and give: class order, input normalisation, clip geometry.
 
 Shared by the network definition (pipeline.networks.lgi_former) and the stage that runs it
-(pipeline.stages.face_expression_clips), so neither imports the other.
+(pipeline.stages.vision.face_expression_clips), so neither imports the other.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What a converted mini-Xception ONNX file provides, shared by the converter and the runtime.
 
-Kept free of torch so the runtime (``pipeline.stages.face_expression``) needs only ONNX
+Kept free of torch so the runtime (``pipeline.stages.vision.face_expression``) needs only ONNX
 Runtime once the file exists; only the one-off conversion imports torch.
 """
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from pipeline.settings import FlagSettings
-from pipeline.stages.attribution import Utterance
+from pipeline.stages.text.attribution import Utterance
 from pipeline.stages.fusion import AffectWindow
 
 RULE_VERSION = "frustration-v1"

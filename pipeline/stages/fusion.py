@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pyannote.core import Annotation, Segment
 
 from pipeline.settings import AffectSettings
-from pipeline.stages.attribution import Utterance
-from pipeline.stages.text_affect import TextValence
-from pipeline.stages.voice_affect import VoiceArousal
+from pipeline.stages.text.attribution import Utterance
+from pipeline.stages.text.text_affect import TextValence
+from pipeline.stages.voice.voice_affect import VoiceArousal
 
 PRIOR_WEIGHT = 0.25
 MIN_SPEECH_IN_WINDOW_S = 1.0
@@ -38,7 +38,7 @@ class AffectWindow:
 
 @dataclass(frozen=True)
 class FaceEvidence:
-    """The speaker's linked face over one window (pipeline.vision.face_evidence)."""
+    """The speaker's linked face over one window (pipeline.stages.vision.face_branch.face_evidence)."""
 
     valence: float | None
     arousal: float | None

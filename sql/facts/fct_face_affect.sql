@@ -1,5 +1,5 @@
 -- fct_face_affect: facial expression per face track and window: the model's class
--- probabilities, the valence/arousal they map to (pipeline/stages/expression_circumplex.py) and
+-- probabilities, the valence/arousal they map to (pipeline/stages/vision/expression_circumplex.py) and
 -- a confidence. Probabilities of an expression, not of a feeling: weight by confidence.
 create or replace table fct_face_affect as
 select

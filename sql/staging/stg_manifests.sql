@@ -1,5 +1,5 @@
 -- stg_manifests: every committed call's manifest, whatever its status (src_manifests is loaded
--- by pipeline/marts.py from <curated_root>_manifests/ before the SQL runs).
+-- by pipeline/jobs/marts.py from <curated_root>_manifests/ before the SQL runs).
 create or replace view stg_manifests as
 select
     call_id,

@@ -1,0 +1,482 @@
+"""The batch: find recordings with no committed output, analyse each one as a Ray task, commit.
+
+A call is committed when its manifest exists; the manifest is written after all of the call's
+Parquet files, so a call that dies half-way has no manifest and is picked up again next run.
+Keys are deterministic (pipeline.storage.layout), so re-running a call overwrites and never duplicates.
+Status ``ok`` or ``quarantined`` both count as committed: a quarantined call waits for an
+operator (``run_batch(..., recordings=[...], reprocess=True)``), not for the next night.
+
+Every raw object ends as processed, quarantined with a reason, a metadata sidecar, or ignored
+with a reason (``discover``). A call is analysed under a lease (pipeline.storage.leases), so two batches
+never analyse it at once; a call that fails to commit in ``ray.max_call_failures`` runs
+(worker crashes, S3 errors) is quarantined with ``failed N times: <last error>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import posixpath
+import shutil
+import tempfile
+import time
+import typing
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.digests import file_sha256
+from pipeline.storage import leases, object_store
+from pipeline import metadata as call_metadata
+from pipeline.storage.layout import (
+    NotARecording,
+    RawRecording,
+    classify_raw_key,
+    failures_key,
+    ignored_key,
+    manifest_key,
+    table_key,
+)
+from pipeline.manifest import CallManifest
+from pipeline.schemas import TABLES
+from pipeline.settings import Settings
+from pipeline.storage.curated import committed_calls, read_manifest
+
+log = logging.getLogger(__name__)
+
+AnalyzeFn = Callable[..., typing.Any]  # pipeline.call.analyze.analyze_call's signature, returns CallResult
+
+# Ray retries a task whose worker died (node lost, OOM kill) this many times within a run; runs
+# that still fail count towards ray.max_call_failures.
+_TASK_MAX_RETRIES = 1
+# Scratch space for media on the node that analyses a call: one private folder per call and process.
+WORK_ROOT = Path(tempfile.gettempdir()) / "callaffect-work"
+
+
+@dataclass
+class BatchReport:
+    ok: list[str] = field(default_factory=list)  # call ids committed with status ok
+    quarantined: dict[str, str] = field(default_factory=dict)  # call id -> reason
+    failed: dict[str, str] = field(default_factory=dict)  # not committed (e.g. S3 error): retried next run
+    skipped: list[str] = field(default_factory=list)  # given explicitly but already committed
+    busy: dict[str, str] = field(default_factory=dict)  # being analysed by another batch right now
+    ignored: dict[str, str] = field(default_factory=dict)  # raw key -> why it is not a recording
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class CallOutcome:
+    """What one task did with one recording: committed a manifest, or left the call alone."""
+
+    call_id: str
+    manifest: CallManifest | None = None
+    skipped: str | None = None  # "committed", or who holds the call's lease
+
+
+@dataclass
+class Discovery:
+    pending: list[RawRecording] = field(default_factory=list)
+    rejected: list[tuple[RawRecording, str]] = field(default_factory=list)  # quarantined at discovery
+    ignored: list[NotARecording] = field(default_factory=list)
+
+
+def recording_to_dict(rec: RawRecording) -> dict:
+    """JSON-serialisable form (Airflow XCom)."""
+    return dataclasses.asdict(rec)
+
+
+def recording_from_dict(data: dict | RawRecording) -> RawRecording:
+    return data if isinstance(data, RawRecording) else RawRecording(**data)
+
+
+def settings_from_dict(data: dict | Settings) -> Settings:
+    """Inverse of Settings.to_dict (settings travel to Ray tasks as plain data)."""
+    return data if isinstance(data, Settings) else Settings.from_dict(data)
+
+
+def discover(settings: Settings, client=None) -> Discovery:
+    """Sort every raw object: pending recordings, calls to quarantine now, and the rest.
+
+    A call id is one call: a recording whose call id is committed under another date, or
+    pending under an earlier one, is rejected (it would collide in the marts), and so is a call
+    with two media files (which one is the call?). Sorted by date then call id.
+    """
+    s3 = settings.s3
+    client = client or object_store.s3_client(s3)
+    committed = committed_calls(settings, client)
+    committed_dates: dict[str, set[str]] = defaultdict(set)
+    for day, call_id in committed:
+        committed_dates[call_id].add(day)
+    media: dict[tuple[str, str], list[RawRecording]] = defaultdict(list)
+    sidecars: dict[tuple[str, str], NotARecording] = {}
+    found = Discovery()
+    for obj in object_store.list_objects(client, s3.raw_bucket, s3.raw_prefix):
+        item = classify_raw_key(obj.key, s3.raw_prefix, obj.size, obj.etag)
+        if isinstance(item, RawRecording):
+            media[(item.call_date, item.call_id)].append(item)
+        elif item.kind == "sidecar":
+            day, name = obj.key[len(s3.raw_prefix):].split("/")
+            sidecars[(day, name.removesuffix(".json"))] = item
+        else:
+            found.ignored.append(item)
+    raw_dates: dict[str, set[str]] = defaultdict(set)
+    for day, call_id in media:
+        raw_dates[call_id].add(day)
+    for ident in set(sidecars) - set(media) - committed:
+        found.ignored.append(dataclasses.replace(sidecars[ident], kind="ignored", reason="metadata without a recording"))
+    for (day, call_id), recs in sorted(media.items()):
+        recs.sort(key=lambda r: r.key)
+        if (day, call_id) in committed:
+            if len(recs) > 1:
+                found.ignored += _extra_media(settings, client, day, call_id, recs)
+            continue
+        taken = sorted(d for d in committed_dates[call_id] | raw_dates[call_id] if d != day
+                       and (d in committed_dates[call_id] or d < day))
+        if taken:
+            found.rejected.append((recs[0], f"call id {call_id} is already used by the recording of {taken[0]}"))
+        elif len(recs) > 1:
+            names = ", ".join(posixpath.basename(r.key) for r in recs)
+            found.rejected.append((recs[0], f"{len(recs)} media files for one call ({names}): keep one and reprocess"))
+        else:
+            found.pending.append(recs[0])
+    found.ignored.sort(key=lambda i: i.key)
+    return found
+
+
+def _extra_media(settings: Settings, client, day: str, call_id: str, recs: list[RawRecording]) -> list[NotARecording]:
+    """Media files of a committed call other than the one it was committed from."""
+    manifest = read_manifest(settings, day, call_id, client)
+    source = manifest.source_uri if manifest else None
+    return [
+        NotARecording(r.key, "ignored", f"call {call_id} is already committed from another file")
+        for r in recs if source != f"s3://{settings.s3.raw_bucket}/{r.key}"
+    ]
+
+
+def settle_discovery(settings: Settings, found: Discovery, client=None) -> dict[str, str]:
+    """Commit the rejected calls as quarantined and record the ignored objects under the ops
+    prefix (one small object per raw key, overwritten: idempotent). Returns call id -> reason."""
+    s3 = settings.s3
+    client = client or object_store.s3_client(s3)
+    quarantined = {}
+    for rec, reason in found.rejected:
+        _commit(client, settings, rec, _quarantine(rec, reason), {})
+        quarantined[rec.call_id] = reason
+        log.warning("%s quarantined at discovery: %s", rec.call_id, reason)
+    for item in found.ignored:
+        body = json.dumps({"bucket": s3.raw_bucket, "key": item.key, "reason": item.reason, "seen_at": _now()})
+        object_store.put_bytes(client, s3.curated_bucket, ignored_key(s3.ops_prefix, item.key), body.encode(), "application/json")
+    if found.ignored:
+        log.warning("%d raw object(s) ignored, listed under s3://%s/%signored/", len(found.ignored), s3.curated_bucket, s3.ops_prefix)
+    return quarantined
+
+
+def discover_pending(settings: Settings, client=None) -> list[RawRecording]:
+    """Raw recordings with no committed manifest that can be analysed, sorted by date then call id."""
+    return discover(settings, client).pending
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _quarantine(rec: RawRecording, reason: str, sha256: str | None = None) -> CallManifest:
+    return CallManifest(call_id=rec.call_id, status="quarantined", reason=reason, sha256=sha256)
+
+
+def _error_text(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()  # a reason is one line; Ray's messages are paragraphs
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+def _conform(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """Check the analysis produced known tables in their schemas (raises on a mismatch: a bug)."""
+    out = {}
+    for name, table in tables.items():
+        if name not in TABLES:
+            raise ValueError(f"unknown table {name!r}")
+        out[name] = table.cast(TABLES[name])
+    return out
+
+
+def _read_metadata(client, settings: Settings, rec: RawRecording) -> call_metadata.CallMetadata:
+    """The call's metadata under the contract (defaults when there is none), or MetadataError."""
+    bucket = settings.s3.raw_bucket
+    size = object_store.object_size(client, bucket, rec.metadata_key)
+    if size is None:
+        return call_metadata.CallMetadata()
+    if size > call_metadata.MAX_BYTES:  # checked before reading: a sidecar must not cost memory
+        raise call_metadata.MetadataError(f"metadata is {size} bytes, over the {call_metadata.MAX_BYTES}-byte limit")
+    return call_metadata.parse(object_store.get_bytes(client, bucket, rec.metadata_key))
+
+
+def _commit(
+    client, settings: Settings, rec: RawRecording, manifest: CallManifest, tables: dict[str, pa.Table]
+) -> CallManifest:
+    """Write the call's tables, then its manifest (the commit), then drop tables of older runs."""
+    s3 = settings.s3
+    manifest.source_uri = f"s3://{s3.raw_bucket}/{rec.key}"
+    manifest.call_date = rec.call_date  # the partition the keys use
+    manifest.created_at = manifest.created_at or _now()
+    manifest.table_keys, manifest.tables = {}, {}
+    for name, table in tables.items():
+        key = table_key(s3.curated_prefix, name, rec.call_date, rec.call_id)
+        object_store.put_bytes(client, s3.curated_bucket, key, _parquet_bytes(table))
+        manifest.table_keys[name] = key
+        manifest.tables[name] = table.num_rows
+    mkey = manifest_key(s3.curated_prefix, rec.call_date, rec.call_id)
+    object_store.put_bytes(client, s3.curated_bucket, mkey, manifest.to_json().encode(), "application/json")
+    # A re-run that produced fewer tables (or a quarantine) must not leave an older run's rows.
+    for name in TABLES.keys() - tables.keys():
+        object_store.delete_object(client, s3.curated_bucket, table_key(s3.curated_prefix, name, rec.call_date, rec.call_id))
+    # Committed: earlier failed runs no longer count.
+    object_store.delete_object(client, s3.curated_bucket, failures_key(s3.ops_prefix, rec.call_date, rec.call_id))
+    return manifest
+
+
+def _owner_alive(folder: Path) -> bool:
+    pid = folder.name.split("-", 1)[0]
+    if not pid.isdigit():
+        return False  # not one of ours (or an older layout): nobody is using it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def call_work_dir() -> Iterator[Path]:
+    """A private (0700) scratch folder for one call, removed on exit; folders left by processes
+    that died (a killed worker cannot clean up) are removed first."""
+    WORK_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
+    WORK_ROOT.chmod(0o700)
+    for stale in WORK_ROOT.iterdir():
+        if not _owner_alive(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=WORK_ROOT))  # mkdtemp: mode 0700
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _default_analyze() -> AnalyzeFn:
+    from pipeline.call.analyze import analyze_call  # heavy (models); only where calls are analysed
+
+    return analyze_call
+
+
+def _analyse(client, settings: Settings, rec: RawRecording, work: Path, analyze_fn: AnalyzeFn,
+             clip) -> tuple[CallManifest, dict[str, pa.Table]]:
+    """Download and analyse one recording. Bad input and errors inside the analysis become a
+    quarantined manifest; S3 errors propagate (the call stays uncommitted)."""
+    s3 = settings.s3
+    media = object_store.download_to(client, s3.raw_bucket, rec.key, work / posixpath.basename(rec.key))
+    try:
+        metadata = _read_metadata(client, settings, rec)
+    except call_metadata.MetadataError as exc:
+        return _quarantine(rec, str(exc), file_sha256(media)), {}
+    try:
+        result = analyze_fn(
+            media, rec.call_id, settings=settings, call_date=rec.call_date, metadata=metadata,
+            source_uri=f"s3://{s3.raw_bucket}/{rec.key}", **({"clip": clip} if clip is not None else {}),
+        )
+        manifest = result.manifest
+        return manifest, (_conform(result.tables) if manifest.status == "ok" else {})
+    except Exception as exc:  # noqa: BLE001 - a bug or MemoryError in one call, not the batch
+        log.exception("analysis of %s failed", rec.call_id)
+        return _quarantine(rec, f"internal error: {_error_text(exc)}", file_sha256(media)), {}
+
+
+def process_recording(
+    rec: RawRecording | dict, settings: Settings | dict, analyze_fn: AnalyzeFn | None = None, clip=None,
+    reprocess: bool = False,
+) -> CallOutcome:
+    """Analyse one raw recording under its lease and commit it (the body of a Ray task).
+
+    ``clip`` (a pipeline.stages.vision.face_branch.ClipModel) is the batch's shared heavy clip model, if any. A call
+    leased by another batch, or committed meanwhile (unless ``reprocess``), is left alone.
+    """
+    rec, settings = recording_from_dict(rec), settings_from_dict(settings)
+    # Resolved outside the lease: a broken install must leave calls pending, not quarantine them all.
+    analyze_fn = analyze_fn or _default_analyze()
+    client = object_store.s3_client(settings.s3)
+    lease = leases.acquire(client, settings, rec)
+    if isinstance(lease, leases.Busy):
+        return CallOutcome(rec.call_id, skipped=str(lease))
+    try:
+        if not reprocess and read_manifest(settings, rec.call_date, rec.call_id, client) is not None:
+            return CallOutcome(rec.call_id, skipped="committed")
+        with call_work_dir() as work:
+            manifest, tables = _analyse(client, settings, rec, work, analyze_fn, clip)
+        return CallOutcome(rec.call_id, _commit(client, settings, rec, manifest, tables))
+    finally:
+        leases.release(client, settings, lease)
+
+
+def record_failure(client, settings: Settings, rec: RawRecording, error: str) -> CallManifest | None:
+    """Count a run that failed to commit the call; at ``ray.max_call_failures`` quarantine it.
+    Returns the quarantined manifest, or None while the call is still to be retried."""
+    s3 = settings.s3
+    key = failures_key(s3.ops_prefix, rec.call_date, rec.call_id)
+    found = object_store.get_bytes_and_etag(client, s3.curated_bucket, key)
+    history = json.loads(found[0]) if found else {"failures": []}
+    history["failures"] = [*history["failures"], {"at": _now(), "error": error}]
+    count = len(history["failures"])
+    if count >= settings.ray.max_call_failures:
+        return _commit(client, settings, rec, _quarantine(rec, f"failed {count} times: {error}"), {})
+    object_store.put_bytes(client, s3.curated_bucket, key, json.dumps(history).encode(), "application/json")
+    return None
+
+
+def _shared_clip_model(settings: Settings):
+    """The heavy clip model as one actor for the whole batch (clips batched across calls)."""
+    from pipeline.compute import clip_server
+
+    server = clip_server.start_clip_server(settings)
+    if server is None:
+        return None
+    import ray
+
+    from pipeline.stages.vision.face_branch import ClipModel, provider_device
+
+    classes, version, providers = ray.get(server.describe.remote())
+    return ClipModel(classify=clip_server.RemoteClassify(server), classes=classes, version=version,
+                     device=provider_device(providers))
+
+
+def _filter_committed(
+    settings: Settings, client, recs: Iterable[RawRecording], report: BatchReport
+) -> list[RawRecording]:
+    committed = committed_calls(settings, client)
+    keep = []
+    for rec in recs:
+        if (rec.call_date, rec.call_id) in committed:
+            report.skipped.append(rec.call_id)
+        else:
+            keep.append(rec)
+    return keep
+
+
+def _record(report: BatchReport, rec: RawRecording, outcome: CallOutcome) -> str:
+    """Put one task's outcome in the report; returns the log line's tail."""
+    if outcome.skipped == "committed":
+        report.skipped.append(rec.call_id)
+        return "skipped: committed meanwhile"
+    if outcome.skipped is not None:
+        report.busy[rec.call_id] = outcome.skipped
+        return f"skipped: {outcome.skipped}"
+    manifest = outcome.manifest
+    if manifest.status == "ok":
+        report.ok.append(rec.call_id)
+    else:
+        report.quarantined[rec.call_id] = manifest.reason or ""
+    return manifest.status + (f": {manifest.reason}" if manifest.reason else "")
+
+
+def _failed(client, settings: Settings, report: BatchReport, rec: RawRecording, error: str) -> str:
+    """A task that raised (S3 error, crashed worker): count it, and quarantine at the limit."""
+    try:
+        quarantined = record_failure(client, settings, rec, error)
+    except Exception as exc:  # noqa: BLE001 - S3 down: the count waits for the next run
+        quarantined = None
+        error = f"{error} (failure not recorded: {_error_text(exc)})"
+    if quarantined is not None:
+        report.quarantined[rec.call_id] = quarantined.reason or ""
+        return f"quarantined: {quarantined.reason}"
+    report.failed[rec.call_id] = error
+    return f"not committed, retried next run: {error}"
+
+
+def run_batch(
+    settings: Settings,
+    *,
+    recordings: list[RawRecording | dict] | None = None,
+    limit: int | None = None,
+    analyze_fn: AnalyzeFn | None = None,
+    reprocess: bool = False,
+) -> BatchReport:
+    """Analyse recordings as Ray tasks and commit each; pending ones are discovered when not given.
+
+    Given recordings that are already committed are skipped unless ``reprocess`` (so an Airflow
+    retry of a batch does not redo finished calls).
+    """
+    import ray
+
+    from pipeline.compute import ray_cluster
+
+    started = time.monotonic()
+    report = BatchReport()
+    client = object_store.s3_client(settings.s3)
+    if recordings is None:
+        found = discover(settings, client)
+        report.quarantined.update(settle_discovery(settings, found, client))
+        report.ignored = {item.key: item.reason for item in found.ignored}
+        recs = found.pending
+    else:
+        recs = [recording_from_dict(r) for r in recordings]
+        if not reprocess:
+            recs = _filter_committed(settings, client, recs, report)
+    if limit is not None:
+        recs = recs[:limit]
+    if not recs:
+        report.seconds = time.monotonic() - started
+        return report
+
+    ray_cluster.ensure(settings.ray)
+    task = ray.remote(process_recording).options(
+        num_cpus=settings.ray.num_cpus_per_call, max_retries=_TASK_MAX_RETRIES
+    )
+    settings_ref = ray.put(settings.to_dict())
+    clip = _shared_clip_model(settings)
+    per_call = settings.ray.num_cpus_per_call or 1.0
+    # Enough queued to keep every worker busy, without putting thousands of tasks in flight.
+    max_in_flight = 2 * max(1, int(ray.cluster_resources().get("CPU", 1) / per_call))
+    queue = iter(recs)
+    in_flight: dict = {}
+
+    def submit_next() -> None:
+        rec = next(queue, None)
+        if rec is not None:
+            in_flight[task.remote(rec, settings_ref, analyze_fn, clip, reprocess)] = rec
+
+    for _ in range(max_in_flight):
+        submit_next()
+    done = 0
+    while in_flight:
+        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        for ref in ready:
+            rec = in_flight.pop(ref)
+            done += 1
+            try:
+                line = _record(report, rec, ray.get(ref))
+            except ray.exceptions.RayError as exc:
+                line = _failed(client, settings, report, rec, _error_text(getattr(exc, "cause", None) or exc))
+            log.info("[%d/%d] %s %s", done, len(recs), rec.call_id, line)
+            submit_next()
+    report.seconds = time.monotonic() - started
+    log.info(
+        "batch: %d ok, %d quarantined, %d failed, %d busy in %.1fs",
+        len(report.ok), len(report.quarantined), len(report.failed), len(report.busy), report.seconds,
+    )
+    return report

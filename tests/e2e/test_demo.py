@@ -1,0 +1,64 @@
+"""``make demo`` end to end: real S3 endpoint, real analysis on Ray, the nightly DAG, the marts.
+
+The demo runs in its own process (``python -m pipeline.devtools.demo``, i.e. run_demo) as ``make demo``
+does: Airflow fixes its configuration at first import and the demo brings its own Airflow home,
+S3 endpoint and Ray cluster, which must not meet this session's.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+
+import duckdb
+import pytest
+
+CALL = "synth-000-000"
+VIDEO = "video-000"  # agent, customer and a silent observer on camera
+BAD = {"empty", "truncated", "not_media"}
+
+
+@pytest.mark.e2e
+def test_demo_runs_one_call_and_bad_inputs_end_to_end(tmp_path):
+    workdir = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.devtools.demo", "--workdir", str(workdir), "--n-calls", "1"],
+        capture_output=True, text=True, timeout=600,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out[-4000:] + proc.stderr[-4000:]
+
+    # What a user reads: calls processed, quarantined with reasons, speakers, flags, the marts.
+    assert re.search(r"Calls processed: 2 loaded into the marts, \d quarantined", out)
+    assert re.search(rf"  {CALL}: \d+ s, 2 speakers: SPEAKER_\d+ \((agent|customer)", out)
+    assert re.search(rf"  {VIDEO}: \d+ s, 2 speakers: SPEAKER_\d+ \((agent|customer)", out)
+    linked = re.findall(r"face track \d+ \(\d+ s on screen\): SPEAKER_\d+ \((agent|customer)\), link confidence 0\.\d\d", out)
+    assert sorted(linked) == ["agent", "customer"]
+    assert len(re.findall(r"face track \d+ \(\d+ s on screen\): not linked to any speaker", out)) == 1
+    for name in BAD:
+        assert re.search(rf"^  {name}: \S.*$", out, re.MULTILINE), f"no quarantine reason for {name}"
+    assert re.search(rf"^  {CALL}  SPEAKER_\d+ \(customer\) +[\d.]+- +[\d.]+ s  score 0\.\d\d  confidence", out, re.MULTILINE)
+    marts = workdir.resolve() / "marts" / "callaffect.duckdb"
+    assert f"DuckDB marts: {marts}" in out
+    assert "from mart_qa_flags" in out and "score_rank" in out  # the sample query and its result
+
+    with duckdb.connect(str(marts), read_only=True) as con:
+        calls = con.execute("select call_id, num_speakers, has_video from dim_calls order by call_id").fetchall()
+        assert calls == [(CALL, 2, False), (VIDEO, 2, True)]
+        status = dict(con.execute("select call_id, status from fct_call_status").fetchall())
+        assert status[CALL] == status[VIDEO] == "ok" and all(status[b] == "quarantined" for b in BAD)
+        flags = con.execute("select call_id, role, score, confidence from mart_qa_flags").fetchall()
+        assert flags and all(c in (CALL, VIDEO) and r == "customer" and 0 <= s <= 1 and 0 <= k <= 1 for c, r, s, k in flags)
+        faces = con.execute("select count(*), count(speaker) from fct_face_tracks where call_id = ?", [VIDEO]).fetchone()
+        assert faces == (3, 2)
+        face_windows = con.execute("select count(*) from fct_speaker_affect where face_valence is not null").fetchone()[0]
+        assert face_windows > 0
+        affect = con.execute("select min(valence), max(valence), min(arousal), max(arousal) from fct_speaker_affect").fetchone()
+        assert all(-1 <= v <= 1 for v in affect)
+
+    # It stopped what it started: the S3 endpoint it printed is gone.
+    port = int(re.search(r"http://127\.0\.0\.1:(\d+)", out).group(1))
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

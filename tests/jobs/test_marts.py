@@ -1,0 +1,258 @@
+"""The marts: only committed, gate-passed calls are loaded; the marts compute what they claim;
+builds are idempotent and swapped in atomically; and DuckDB reads the curated Parquet from the
+real local S3 endpoint through httpfs, offline."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pytest
+from factories import curated_objects, make_call_tables, set_values, write_local
+
+from pipeline.storage import object_store
+from pipeline.jobs.marts import SQL_DIR, MartsBuildError, build_marts, format_query, open_marts, sample_queries
+from pipeline.jobs.quality_gate import gate_committed_calls
+from pipeline.settings import Settings
+
+LOADED = {"a1": "2024-05-01", "c1": "2024-05-02", "c2": "2024-05-02"}
+PASSED = {"passed": True, "failures": [], "suite": "callaffect_call_tables@1", "checked_at": "2024-06-01T12:00:00+00:00"}
+
+
+def _calls() -> dict[str, dict[str, pa.Table]]:
+    calls = {
+        "a1": make_call_tables("a1", "2024-05-01", duration_s=90.0, seed=1),
+        "c1": make_call_tables("c1", "2024-05-02", duration_s=200.0, seed=3, video=True),
+        "c2": make_call_tables("c2", "2024-05-02", duration_s=60.0, seed=4, frustrated=False),
+    }
+    # Speaker by speaker (still in time order within each): the marts must order across speakers.
+    utt = calls["a1"]["utterances"]
+    calls["a1"]["utterances"] = utt.sort_by([("speaker", "ascending"), ("start_s", "ascending")])
+    return calls
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory) -> tuple[Path, dict[str, dict[str, pa.Table]]]:
+    """A local curated root: 3 good calls, one failing the gate, one quarantined by analysis,
+    and one committed after the gate ran (pending)."""
+    root = tmp_path_factory.mktemp("curated")
+    calls = _calls()
+    for call_id, tables in calls.items():
+        write_local(root, curated_objects(tables, call_id, LOADED[call_id]))
+    bad = make_call_tables("b1", "2024-05-01", seed=2)
+    bad["speaker_affect"] = set_values(bad["speaker_affect"], "valence", {0: 1.7})
+    write_local(root, curated_objects(bad, "b1", "2024-05-01"))
+    write_local(root, curated_objects(None, "q1", "2024-05-02", status="quarantined", reason="unusable input: not a media file"))
+
+    gated = dict(gate_committed_calls(Settings(), root))
+    assert {c for c, r in gated.items() if r.passed} == set(LOADED) and not gated["b1"].passed
+
+    write_local(root, curated_objects(make_call_tables("p1", "2024-05-01", seed=5), "p1", "2024-05-01"))
+    return root, calls
+
+
+@pytest.fixture(scope="module")
+def built(curated, tmp_path_factory):
+    root, _ = curated
+    out = tmp_path_factory.mktemp("marts") / "callaffect.duckdb"
+    return build_marts(Settings(), root, out)
+
+
+def _df(path: str, sql: str) -> pd.DataFrame:
+    with duckdb.connect(path, read_only=True) as con:
+        return con.sql(sql).df()
+
+
+def test_only_committed_gate_passed_calls_are_loaded(built):
+    assert built.calls_loaded == 3 and built.calls_quarantined == 2 and built.calls_pending_gate == 1
+    assert set(_df(built.path, "select call_id from dim_calls").call_id) == set(LOADED)
+    for table in ("fct_speaker_turns", "fct_utterances", "fct_speaker_affect", "fct_qa_flags", "fct_stage_metrics", "fct_audit"):
+        assert set(_df(built.path, f"select distinct call_id from {table}").call_id) <= set(LOADED), table
+    assert built.tables["fct_qa_flags"] == 2  # a1 and c1 are frustrated, c2 is not
+    status = _df(built.path, "select * from fct_call_status order by call_id").set_index("call_id")
+    assert list(status.index) == ["a1", "b1", "c1", "c2", "p1", "q1"]
+    assert status.loc["b1", "status"] == "quarantined"
+    assert status.loc["b1", "reason"].startswith("quality gate: speaker_affect.valence")
+    assert status.loc["q1", "reason"] == "unusable input: not a media file"
+    assert status.loc["p1", "status"] == "ok" and pd.isna(status.loc["p1", "quality_passed"]) and not status.loc["p1", "loaded"]
+    health = _df(
+        built.path,
+        "select distinct call_date, calls_loaded, calls_quarantined, calls_failed_gate, calls_pending_gate"
+        " from mart_pipeline_health order by 1",
+    )
+    assert health.drop(columns="call_date").values.tolist() == [[1, 1, 1, 1], [2, 1, 0, 0]]
+
+
+def test_face_tables_and_the_timeline_carry_video_calls_only(built, curated):
+    _, calls = curated
+    tracks = _df(built.path, "select * from fct_face_tracks order by call_id, track_id")
+    assert set(tracks.call_id) == {"c1"}
+    assert tracks.linked.tolist() == [True, True, False] and tracks.role.tolist()[:2] == ["agent", "customer"]
+    expected_share = calls["c1"]["face_tracks"].column("n_usable").to_numpy() / calls["c1"]["face_tracks"].column("n_detections").to_numpy()
+    assert tracks.usable_share.tolist() == pytest.approx(expected_share.tolist())
+    face_affect = _df(built.path, "select call_id, count(*) n from fct_face_affect group by call_id")
+    assert face_affect.values.tolist() == [["c1", calls["c1"]["face_affect"].num_rows]]
+    timeline = _df(built.path, "select call_id, count(face_valence) with_face, count(*) n from mart_speaker_affect_timeline group by call_id order by call_id")
+    by_call = timeline.set_index("call_id")
+    assert by_call.loc["c1", "with_face"] == by_call.loc["c1", "n"] > 0
+    assert by_call.loc["a1", "with_face"] == by_call.loc["c2", "with_face"] == 0
+
+
+def test_qa_flags_mart_joins_the_span_text_in_order(built, curated):
+    _, calls = curated
+    flags = _df(built.path, "select * from mart_qa_flags order by score_rank")
+    assert list(flags.score) == sorted(flags.score, reverse=True) and list(flags.score_rank) == [1, 2]
+    for row in flags.itertuples():
+        utt = calls[row.call_id]["utterances"].to_pandas().sort_values("start_s")
+        span = utt[(utt.start_s < row.end_s) & (utt.end_s > row.start_s)]
+        assert len(span) > 1
+        assert row.speaker_text == " ".join(span[span.speaker == row.speaker].text)
+        assert row.transcript == "\n".join(f"{r}: {t}" for r, t in zip(span.role, span.text))
+        assert row.n_utterances == (span.speaker == row.speaker).sum()
+        assert row.call_date.strftime("%Y-%m-%d") == LOADED[row.call_id]
+
+
+def _expected_daily_trends(calls: dict[str, dict[str, pa.Table]]) -> pd.DataFrame:
+    rows = []
+    for day in sorted(set(LOADED.values())):
+        ids = [c for c, d in LOADED.items() if d == day]
+        info = pd.concat([calls[c]["calls"].to_pandas() for c in ids])
+        flags = pd.concat([calls[c]["qa_flags"].to_pandas() for c in ids])
+        aff = pd.concat([calls[c]["speaker_affect"].to_pandas() for c in ids])
+        aff["w"] = aff.confidence * (aff.end_s - aff.start_s)
+        cust = aff[aff.role == "customer"]
+        frustrated = flags[(flags.role == "customer") & flags.flag_type.str.contains("frustration")].call_id.nunique()
+        rows.append(
+            {
+                "calls": len(ids),
+                "minutes": info.duration_s.sum() / 60,
+                "frustrated_call_share": frustrated / len(ids),
+                "customer_valence": (cust.valence * cust.w).sum() / cust.w.sum(),
+                "customer_arousal": (cust.arousal * cust.w).sum() / cust.w.sum(),
+                "flags_per_speech_hour": len(flags) / (info.speech_s.sum() / 3600),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_daily_trends_equal_a_pandas_recomputation(built, curated):
+    _, calls = curated
+    got = _df(built.path, "select * from mart_daily_trends order by call_date")
+    expected = _expected_daily_trends(calls)
+    assert [d.strftime("%Y-%m-%d") for d in got.call_date] == ["2024-05-01", "2024-05-02"]
+    for column in expected.columns:
+        assert got[column].tolist() == pytest.approx(expected[column].tolist(), rel=1e-9), column
+    assert got.frustrated_call_share.tolist() == [1.0, 0.5]
+
+
+def test_rebuild_is_idempotent(built, curated):
+    root, _ = curated
+    again = build_marts(Settings(), root, built.path)
+    assert again.tables == built.tables
+    for mart in ("mart_daily_trends", "mart_qa_flags"):
+        first = _df(built.path, f"select * from {mart} order by all")
+        pd.testing.assert_frame_equal(first, _df(again.path, f"select * from {mart} order by all"), rtol=1e-12)
+
+
+ANALYST = textwrap.dedent(
+    """
+    import sys, duckdb
+    con = duckdb.connect(sys.argv[1], read_only=True)
+    print(con.sql("select count(*) from dim_calls").fetchone()[0], flush=True)
+    sys.stdin.readline()  # the build runs meanwhile
+    print(con.sql("select count(*) from dim_calls").fetchone()[0], flush=True)
+    """
+)
+
+
+def test_swap_while_an_analyst_reads_the_old_file(curated, tmp_path):
+    root = tmp_path / "curated"
+    shutil.copytree(curated[0], root)
+    out = tmp_path / "callaffect.duckdb"
+    assert build_marts(Settings(), root, out).calls_loaded == 3
+    analyst = subprocess.Popen(
+        [sys.executable, "-c", ANALYST, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert analyst.stdout.readline().strip() == "3"
+        write_local(root, curated_objects(make_call_tables("d1", "2024-05-03", seed=9), "d1", "2024-05-03", quality=PASSED))
+        report = build_marts(Settings(), root, out)
+        assert report.calls_loaded == 4
+        with duckdb.connect(str(out), read_only=True) as con:
+            assert con.sql("select count(*) from dim_calls").fetchone()[0] == 4
+        # The analyst's open connection still reads the whole old build.
+        analyst.stdin.write("\n")
+        analyst.stdin.flush()
+        assert analyst.stdout.readline().strip() == "3"
+    finally:
+        analyst.stdin.close()
+        assert analyst.wait(timeout=30) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["callaffect.duckdb", "curated"]
+
+
+def test_failed_build_leaves_the_old_file(curated, tmp_path):
+    out = tmp_path / "callaffect.duckdb"
+    build_marts(Settings(), curated[0], out)
+    before = out.read_bytes()
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    broken = sql_dir / "marts" / "mart_zz_broken.sql"
+    broken.write_text("create or replace table mart_zz_broken as select * from no_such_table;")
+    with pytest.raises(MartsBuildError, match="marts/mart_zz_broken.sql"):
+        build_marts(Settings(), curated[0], out, sql_dir=sql_dir)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["callaffect.duckdb", "sql"]  # no partial build left
+    assert _df(str(out), "select count(*) as n from dim_calls").n[0] == 3
+
+
+def test_a_table_no_call_has_yet_does_not_break_the_build(tmp_path):
+    tables = make_call_tables("x1", "2024-05-01", seed=6)
+    del tables["qa_flags"], tables["audit"]
+    write_local(tmp_path / "curated", curated_objects(tables, "x1", "2024-05-01", quality=PASSED))
+    report = build_marts(Settings(), tmp_path / "curated", tmp_path / "m.duckdb")
+    assert report.calls_loaded == 1 and report.tables["mart_qa_flags"] == 0 and report.tables["fct_audit"] == 0
+    trends = _df(report.path, "select flags, frustrated_call_share from mart_daily_trends")
+    assert trends.values.tolist() == [[0, 0.0]]
+    # An empty curated root builds empty marts.
+    empty = build_marts(Settings(), tmp_path / "nothing", tmp_path / "empty.duckdb")
+    assert empty.calls_loaded == 0 and empty.tables["mart_daily_trends"] == 0
+
+
+def test_sample_queries_run(built):
+    for name, sql in sample_queries().items():
+        text = format_query(built.path, sql)
+        assert "┌" in text, name
+    assert "a1" in format_query(built.path, sample_queries()["top_flags"])
+
+
+def test_marts_from_the_local_s3_endpoint(settings, tmp_path):
+    """Gate and marts against moto's server on 127.0.0.1: DuckDB reads s3:// through httpfs."""
+    client = object_store.s3_client(settings.s3)
+    calls = _calls()
+    bad = make_call_tables("b1", "2024-05-01", seed=2)
+    bad["utterances"] = set_values(bad["utterances"], "role", {0: "supervisor"})
+    for call_id, tables, day in [("a1", calls["a1"], "2024-05-01"), ("c1", calls["c1"], "2024-05-02"), ("b1", bad, "2024-05-01")]:
+        for key, data in curated_objects(tables, call_id, day).items():
+            object_store.put_bytes(client, settings.s3.curated_bucket, key, data)
+
+    gated = dict(gate_committed_calls(settings))
+    assert {c: r.passed for c, r in gated.items()} == {"a1": True, "b1": False, "c1": True}
+
+    report = build_marts(settings)
+    assert report.curated_root == f"s3://{settings.s3.curated_bucket}/"
+    assert report.path == str(Path(settings.marts.duckdb_path).resolve())
+    assert report.calls_loaded == 2 and report.calls_quarantined == 1
+    expected_utterances = calls["a1"]["utterances"].num_rows + calls["c1"]["utterances"].num_rows
+    assert report.tables["fct_utterances"] == expected_utterances
+    # The staging views read the bucket live; the materialised tables need no S3 at all.
+    with open_marts(settings, curated_root=report.curated_root) as con:
+        assert con.sql("select count(*) from stg_utterances").fetchone()[0] == expected_utterances
+        assert con.sql("select count(*) from stg_calls where call_id = 'b1'").fetchone()[0] == 0
+    with open_marts(settings) as con:
+        assert con.sql("select count(*) from mart_qa_flags").fetchone()[0] == 2
