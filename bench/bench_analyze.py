@@ -52,7 +52,7 @@ def main() -> int:
 
     from pipeline.call.analyze import analyze_call
     from pipeline.settings import load_settings
-    from pipeline.devtools.synth import generate_demo_set
+    from pipeline.devtools.synth.call_sets import generate_demo_set
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -237,7 +237,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from pipeline.settings import load_settings
-    from pipeline.devtools.synth import TEST_SET_CUSTOMER_GAINS_DB, generate_test_set
+    from pipeline.devtools.synth.call_sets import TEST_SET_CUSTOMER_GAINS_DB, generate_test_set
 
     settings = load_settings()
     out = Path(args.out)

@@ -11,7 +11,7 @@ voices, planted, customer_gain_db}, ...], "long_calls": [...]}``. The conditions
 speakers x telephone x SNR 20/10 dB x mono/stereo, with overlaps and planted identifiers spread
 over them, and two-speaker stereo 8 kHz calls with the customer 0, 5 and 10 dB quieter than the
 agent at SNR 20/10 dB (``2spk-tel-20db-stereo-cust-5db``; 18 conditions in all,
-`pipeline.devtools.synth.generate_test_set`; ``--no-customer-levels`` leaves those out).
+`pipeline.devtools.synth.call_sets.generate_test_set`; ``--no-customer-levels`` leaves those out).
 ``--long-minutes`` adds one long call (for memory and real-time-factor runs). Prints the
 manifest's path.
 """
@@ -36,7 +36,8 @@ def main() -> int:
                         help="leave out the stereo calls with the customer 0/5/10 dB quieter than the agent")
     args = parser.parse_args()
 
-    from pipeline.devtools.synth import TEST_SET_CUSTOMER_GAINS_DB, generate_long_call, generate_test_set
+    from pipeline.devtools.synth.call_sets import TEST_SET_CUSTOMER_GAINS_DB, generate_test_set
+    from pipeline.devtools.synth.long_call import generate_long_call
 
     out = Path(args.out)
     started = time.perf_counter()

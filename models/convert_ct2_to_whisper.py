@@ -247,7 +247,7 @@ def check(checkpoint: str | Path, model_dir: str | Path) -> dict[str, str]:
     from pipeline.storage.media import decode_audio
     from pipeline.settings import TranscriptionSettings, VadSettings
     from pipeline.stages.audio import speech_activity, transcription
-    from pipeline.devtools.synth import generate_call
+    from pipeline.devtools.synth.calls import generate_call
 
     with tempfile.TemporaryDirectory() as tmp:
         call = generate_call(Path(tmp), "check", seed=1, n_speakers=2, snr_db=20.0)

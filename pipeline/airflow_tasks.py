@@ -194,12 +194,8 @@ def nightly_report(discovered: list[list[dict]] | None, batches: list[dict | Non
     """What this run did, read back from the marts: per call its status (after the gate), speakers
     and flags. ``batches`` are analyze_batch's results (none when nothing was pending; a batch
     task that failed has none). Calls not committed and tasks that failed are listed."""
-    import pyarrow as pa
-
-    from pipeline.jobs.marts import open_marts
-
-    calls: dict[str, str] = {}
     results = [b for b in batches or [] if b]
+    calls: dict[str, str] = {}  # call id -> call date, of every call this run's batches settled
     not_committed: dict[str, str] = {}
     for batch in results:
         report = batch["report"]
@@ -220,8 +216,27 @@ def nightly_report(discovered: list[list[dict]] | None, batches: list[dict | Non
     if not calls or marts is None:
         log.info("nothing was pending" if marts else "no marts were built")
         return summary
+    status, speakers, flags, faces = _query_run_calls(marts["path"], calls)
+    _add_calls(summary, status, _group_by_call(speakers, ("speaker", "role", "talk_s")),
+               _group_by_call(faces, ("track_id", "speaker", "role", "link_confidence", "on_screen_s")))
+    keys = ("call_id", "speaker", "role", "start_s", "end_s", "score", "confidence")
+    summary["flags"] = [dict(zip(keys, row)) for row in flags[:_REPORT_FLAGS_MAX]]
+    summary["flag_count"] = len(flags)
+    log.info(
+        "%d call(s) loaded, %d quarantined, %d flag(s)",
+        len(summary["processed"]), len(summary["quarantined"]), len(flags),
+    )
+    return summary
+
+
+def _query_run_calls(marts_path: str, calls: dict[str, str]) -> tuple[list, list, list, list]:
+    """Rows of the marts for this run's calls: status, speakers, flags (strongest first), faces."""
+    import pyarrow as pa
+
+    from pipeline.jobs.marts import open_marts
+
     # Calls are identified by (date, id); a DuckDB table of them keeps the queries plain joins.
-    with open_marts(load_settings(), marts["path"]) as con:
+    with open_marts(load_settings(), marts_path) as con:
         run = pa.table({"call_id": list(calls), "call_date": [date.fromisoformat(d) for d in calls.values()]})
         con.register("run_calls", run)
         status = con.execute(
@@ -242,15 +257,19 @@ def nightly_report(discovered: list[list[dict]] | None, batches: list[dict | Non
             """select call_id, track_id, speaker, role, round(link_confidence, 2), round(on_screen_s, 1)
                from fct_face_tracks join run_calls using (call_id, call_date) order by call_id, track_id"""
         ).fetchall()
-    per_call_faces: dict[str, list[dict]] = {}
-    for call_id, track_id, speaker, role, link_confidence, on_screen_s in faces:
-        per_call_faces.setdefault(call_id, []).append({
-            "track_id": track_id, "speaker": speaker, "role": role, "link_confidence": link_confidence,
-            "on_screen_s": on_screen_s,
-        })
-    per_call_speakers: dict[str, list[dict]] = {}
-    for call_id, speaker, role, talk_s in speakers:
-        per_call_speakers.setdefault(call_id, []).append({"speaker": speaker, "role": role, "talk_s": talk_s})
+    return status, speakers, flags, faces
+
+
+def _group_by_call(rows: list[tuple], keys: tuple[str, ...]) -> dict[str, list[dict]]:
+    """Rows that start with a call id -> per call id, the rest of each row as a dict of ``keys``."""
+    grouped: dict[str, list[dict]] = {}
+    for call_id, *values in rows:
+        grouped.setdefault(call_id, []).append(dict(zip(keys, values)))
+    return grouped
+
+
+def _add_calls(summary: dict, status: list[tuple], speakers: dict[str, list[dict]], faces: dict[str, list[dict]]) -> None:
+    """One entry per call in ``summary["calls"]``; loaded and quarantined calls also listed apart."""
     for call_id, call_date, status_, reason, loaded, duration_s, num_speakers in status:
         summary["calls"].append(
             {
@@ -261,22 +280,14 @@ def nightly_report(discovered: list[list[dict]] | None, batches: list[dict | Non
                 "loaded": bool(loaded),
                 "duration_s": duration_s,
                 "num_speakers": num_speakers,
-                "speakers": per_call_speakers.get(call_id, []),
-                "faces": per_call_faces.get(call_id, []),
+                "speakers": speakers.get(call_id, []),
+                "faces": faces.get(call_id, []),
             }
         )
         if loaded:
             summary["processed"].append(call_id)
         elif status_ == "quarantined":
             summary["quarantined"][call_id] = reason
-    keys = ("call_id", "speaker", "role", "start_s", "end_s", "score", "confidence")
-    summary["flags"] = [dict(zip(keys, row)) for row in flags[:_REPORT_FLAGS_MAX]]
-    summary["flag_count"] = len(flags)
-    log.info(
-        "%d call(s) loaded, %d quarantined, %d flag(s)",
-        len(summary["processed"]), len(summary["quarantined"]), len(flags),
-    )
-    return summary
 
 
 def check_run(summary: dict | None) -> dict:

@@ -1,11 +1,13 @@
 """The `callaffect` command line. Other tools call it: keep its contract stable.
 
     callaffect analyze MEDIA --out DIR [--call-id ID] [--metadata FILE] [--config FILE]
+    callaffect batch | quality-gate | retention | marts build      (the scheduled jobs)
+    callaffect s3 serve | synth | demo | eval diarization|asr      (developer tooling)
 
 Exit codes, for every command:
     0  done, nothing failed
-    1  the command could not run: bad settings or arguments, S3 or the marts build failed
-       (a one-line reason on stderr, never a traceback)
+    1  the command could not run: bad settings or arguments, S3 or the marts build failed,
+       eval's files missing, unreadable or unpaired (a one-line reason on stderr, never a traceback)
     2  analyze: unusable input or metadata (one-line reason on stderr; the manifest is still
        written, with status "quarantined")
     3  done, but some items failed: batch: calls not committed (retried next run);
@@ -37,11 +39,10 @@ def _progress(message: str) -> None:
 
 def _refuse(args, call_id: str, reason: str) -> int:
     """Quarantine before any analysis: the manifest says why, stderr has one line."""
-    from pipeline.call.analyze import CallResult
+    from pipeline.call.exports import CallResult, write_local
     from pipeline.manifest import CallManifest
-    from pipeline.call.exports import write_local
 
-    write_local(CallResult(CallManifest(call_id=call_id, status="quarantined", reason=reason, source_uri=args.media)), args.out)
+    write_local(CallResult(CallManifest(call_id, source_uri=args.media).quarantine(reason)), args.out)
     print(f"callaffect: {call_id}: quarantined: {reason}", file=sys.stderr)
     return EXIT_QUARANTINED
 
@@ -49,7 +50,7 @@ def _refuse(args, call_id: str, reason: str) -> int:
 def cmd_analyze(args) -> int:
     from pipeline import metadata as call_metadata
     from pipeline.call.analyze import analyze_call
-    from pipeline.storage.layout import valid_call_id
+    from pipeline.storage.keys import valid_call_id
     from pipeline.call.exports import write_local
 
     settings = _settings(args)
@@ -126,12 +127,12 @@ def cmd_retention(args) -> int:
 def cmd_s3_serve(args) -> int:
     from pipeline.devtools.s3server import serve_forever
 
-    serve_forever(args.port)
+    serve_forever(args.port, args.host)
     return EXIT_OK
 
 
 def cmd_synth(args) -> int:
-    from pipeline.devtools.synth import generate_demo_set
+    from pipeline.devtools.synth.call_sets import generate_demo_set
 
     for call in generate_demo_set(Path(args.out), n_calls=args.n, seed=args.seed):
         print(call.audio_path)
@@ -141,7 +142,35 @@ def cmd_synth(args) -> int:
 def cmd_demo(args) -> int:
     from pipeline.devtools.demo import run_demo
 
-    return run_demo(Path(args.workdir))
+    return run_demo(Path(args.workdir), n_calls=args.n_calls, seed=args.seed)
+
+
+def _eval_failed(exc: Exception) -> int:
+    print(f"callaffect eval: error: {exc}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def cmd_eval_diarization(args) -> int:
+    from pipeline.devtools import eval_report
+
+    try:
+        report = eval_report.score_diarization_files(args.ref, args.hyp, collar=args.collar,
+                                                     skip_overlap=args.skip_overlap, jer=args.jer)
+    except (ValueError, OSError) as exc:
+        return _eval_failed(exc)
+    print(eval_report.diarization_json(report) if args.json else eval_report.diarization_table(report, jer=args.jer))
+    return EXIT_OK
+
+
+def cmd_eval_asr(args) -> int:
+    from pipeline.devtools import eval_report
+
+    try:
+        report = eval_report.score_asr_files(args.ref, args.hyp)
+    except (ValueError, OSError, IndexError) as exc:  # IndexError: an STM line with too few fields
+        return _eval_failed(exc)
+    print(eval_report.asr_json(report) if args.json else eval_report.asr_table(report))
+    return EXIT_OK
 
 
 def _as_dict(obj):
@@ -182,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     s3 = sub.add_parser("s3", help="local S3 endpoint").add_subparsers(dest="s3_command", required=True)
     p = s3.add_parser("serve", help="run moto's S3 server on 127.0.0.1 until stopped")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--host", default="127.0.0.1")
     p.set_defaults(fn=cmd_s3_serve)
 
     p = add("synth", cmd_synth, "generate synthetic support calls with reference RTTM/STM")
@@ -191,11 +221,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "run the nightly job end to end on the local stack with demo calls")
     p.add_argument("--workdir", default="data/demo")
+    p.add_argument("--n-calls", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
 
-    from pipeline.devtools.eval_cli import register as register_eval  # argparse only: cheap
-
-    register_eval(sub)
+    _add_eval(sub)
     return parser
+
+
+def _add_eval(sub) -> None:
+    """``callaffect eval diarization|asr``: ``--ref`` and ``--hyp`` may be repeated
+    (``--ref a --hyp a' --ref b --hyp b'``) or take several files each."""
+    parser = sub.add_parser("eval", help="score diarization (DER) or transcripts (WER) against references",
+                            description="`callaffect eval`: score diarization (DER) and transcripts (WER) "
+                                        "against references.",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="eval_command", required=True)
+
+    p = commands.add_parser("diarization", help="DER per file and in total (pyannote.metrics)")
+    p.add_argument("--ref", nargs="+", action="extend", required=True, metavar="RTTM", help="reference RTTM files")
+    p.add_argument("--hyp", nargs="+", action="extend", required=True, metavar="RTTM", help="hypothesis RTTM files")
+    p.add_argument("--collar", type=float, default=0.25,
+                   help="total width in seconds of the unscored region centred on each reference boundary "
+                        "(pyannote's convention: 0.25 = ±0.125 s = md-eval -c 0.125; default 0.25)")
+    p.add_argument("--skip-overlap", action="store_true", help="do not score regions where reference speakers overlap")
+    p.add_argument("--jer", action="store_true", help="also report the Jaccard error rate")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(fn=cmd_eval_diarization)
+
+    p = commands.add_parser("asr", help="WER per file and in total, with a documented normaliser")
+    p.add_argument("--ref", nargs="+", action="extend", required=True, metavar="STM", help="reference STM files")
+    p.add_argument("--hyp", nargs="+", action="extend", required=True, metavar="VTT",
+                   help="hypothesis WebVTT files, in the order of --ref")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(fn=cmd_eval_asr)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ Status = Literal["ok", "quarantined"]
 @dataclass
 class CallManifest:
     call_id: str
-    status: Status
+    status: Status = "ok"  # until quarantine() says why not
     reason: str | None = None
     source_uri: str | None = None
     sha256: str | None = None
@@ -34,6 +34,13 @@ class CallManifest:
     # Problems that did not stop the call, e.g. a video stream broken half-way (audio still used).
     warnings: list[str] = field(default_factory=list)
     created_at: str | None = None
+
+    def quarantine(self, reason: str) -> "CallManifest":
+        """Mark the call quarantined because of ``reason`` (none of its tables will be loaded).
+        Returns the manifest itself, so a new one reads ``CallManifest(call_id).quarantine(why)``."""
+        self.status = "quarantined"
+        self.reason = reason
+        return self
 
     @property
     def loadable(self) -> bool:

@@ -9,22 +9,19 @@ manifest last), as relative keys under a curated root; ``write_local`` writes th
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import random
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyannote.core import Annotation, Segment
 
-from pipeline.storage.layout import manifest_key, table_key
 from pipeline.manifest import CallManifest
+from pipeline.records import Utterance, Word
 from pipeline.schemas import SCHEMA_VERSION, TABLES, to_table
-from pipeline.stages.text.attribution import Utterance
 from pipeline.stages.text.conversation import conversation_metrics
-from pipeline.stages.audio.transcription import Word
+from pipeline.storage.curated import manifest_key, parquet_bytes, table_key
 
 AGENT, CUSTOMER = "SPEAKER_00", "SPEAKER_01"
 ROLES = {AGENT: "agent", CUSTOMER: "customer"}
@@ -264,12 +261,6 @@ def set_values(table: pa.Table, column: str, values: dict[int, object]) -> pa.Ta
         data[i] = v
     idx = table.column_names.index(column)
     return table.set_column(idx, table.schema.field(idx), pa.array(data, type=table.schema.field(idx).type))
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return sink.getvalue()
 
 
 def curated_objects(

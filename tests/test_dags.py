@@ -23,9 +23,9 @@ from airflow_env import airflow_home, dagbag, task_env, use_settings  # noqa: F4
 from factories import make_call_tables, set_values
 
 from pipeline.storage import object_store
-from pipeline.call.analyze import CallResult
+from pipeline.call.exports import CallResult
 from pipeline.jobs.batch import process_recording, recording_from_dict
-from pipeline.storage.curated import list_manifests
+from pipeline.storage.curated import CuratedStore
 from pipeline.devtools.demo import DAGS_FOLDER, run_dag, task_result
 from pipeline.manifest import CallManifest
 from pipeline.jobs.quality_gate import gate_committed_calls
@@ -146,7 +146,7 @@ def test_nightly_dag_commits_gates_and_loads_each_call_once(settings, ray_local,
     # Four pending calls in batches of two: two mapped task instances.
     assert states[("analyze_batch", 0)] == states[("analyze_batch", 1)] == "success"
     assert ("analyze_batch", 2) not in states
-    manifests = {m.call_id: m for m in list_manifests(settings)}
+    manifests = {m.call_id: m for _, m in CuratedStore(settings).manifests()}
     assert {c: m.status for c, m in manifests.items()} == {
         "call-a": "ok", "call-b": "ok", "empty": "quarantined", "invalid-c": "quarantined",
     }
@@ -222,7 +222,7 @@ def test_a_poison_call_fails_the_run_but_never_the_other_calls(settings, ray_loc
     second = run_dag("callaffect_nightly")
 
     assert second.state == "success"
-    [poison] = [m for m in list_manifests(settings) if m.call_id == "poison-1"]
+    [poison] = [m for _, m in CuratedStore(settings).manifests() if m.call_id == "poison-1"]
     assert poison.status == "quarantined" and poison.reason.startswith("failed 2 times: WorkerCrashedError")
     assert task_result(second, "report")["quarantined"] == {"poison-1": poison.reason}
 

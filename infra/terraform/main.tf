@@ -10,7 +10,7 @@ locals {
   raw_arn     = aws_s3_bucket.raw.arn
   curated_arn = aws_s3_bucket.curated.arn
 
-  # Curated key layout (pipeline/layout.py): <curated_prefix><table>/..., <curated_prefix>_manifests/...
+  # Curated key layout (pipeline/storage/curated.py): <curated_prefix><table>/..., <curated_prefix>_manifests/...
   manifests_prefix = "${var.curated_prefix}_manifests/"
   table_prefixes   = [for t in var.curated_tables : "${var.curated_prefix}${t}/"]
 

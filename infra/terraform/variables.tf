@@ -1,4 +1,4 @@
-# Names and prefixes mirror pipeline/settings.py (S3Settings) and pipeline/layout.py: the
+# Names and prefixes mirror pipeline/settings.py (S3Settings) and pipeline/storage/keys.py and pipeline/storage/curated.py: the
 # pipeline is pointed at what this creates through CALLAFFECT_S3__* (see the pipeline_env output).
 
 variable "name" {

@@ -1,0 +1,1 @@
+"""Ray: the local cluster for the dev stack and the batch's shared heavy clip-model actor."""

@@ -1,4 +1,4 @@
-"""``make demo``: the whole path on one machine, then a summary a user can read.
+"""``make demo`` (``callaffect demo``): the whole path on one machine, then a summary a user can read.
 
 Starts a local S3 endpoint (moto), uploads synthetic support calls plus inputs that must be
 quarantined, runs the nightly DAG with ``dag.test()`` (real analysis on a local Ray cluster,
@@ -11,7 +11,6 @@ run before anything imports it, and one process gets one Airflow home.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -123,7 +122,8 @@ def _upload_demo_inputs(settings: Settings, workdir: Path, n_calls: int, seed: i
     Returns the call ids of the good calls and of the bad inputs.
     """
     from pipeline.storage import object_store
-    from pipeline.devtools.synth import generate_demo_set, write_bad_inputs
+    from pipeline.devtools.synth.bad_inputs import write_bad_inputs
+    from pipeline.devtools.synth.call_sets import generate_demo_set
     from pipeline.devtools.synth_video import generate_video_call
 
     calls = generate_demo_set(workdir / "calls", n_calls=n_calls, seed=seed, truth_dir=workdir / "truth")
@@ -178,7 +178,7 @@ def print_report(report: dict, marts_path: str) -> None:
 
 
 def run_demo(workdir: Path = Path("data/demo"), n_calls: int = 3, seed: int = 0) -> int:
-    """The body of ``make demo``. Returns the exit code: 0 when the nightly run succeeded, every
+    """The body of ``callaffect demo`` (``make demo``). Returns the exit code: 0 when the nightly run succeeded, every
     uploaded recording was committed in it and every good call was loaded into the marts."""
     import shutil
 
@@ -238,16 +238,3 @@ def run_demo(workdir: Path = Path("data/demo"), n_calls: int = 3, seed: int = 0)
         if ray.is_initialized():
             ray.shutdown()
         s3_server.stop()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("data/demo"))
-    parser.add_argument("--n-calls", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    return run_demo(args.workdir, n_calls=args.n_calls, seed=args.seed)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,13 +28,6 @@ def load_rttm(path: Path | str) -> dict[str, Annotation]:
     return pyannote_load_rttm(str(path))
 
 
-def annotation_to_rttm(annotation: Annotation, uri: str) -> str:
-    """RTTM text for an annotation, under the given uri whatever the annotation's own."""
-    renamed = annotation.copy()
-    renamed.uri = uri
-    return renamed.to_rttm()
-
-
 def _single(annotations: dict[str, Annotation], path: Path | str) -> Annotation:
     if len(annotations) > 1:
         raise ValueError(f"{path} holds {len(annotations)} recordings; expected one")
@@ -224,7 +217,7 @@ class VttCue:
     text: str  # tags removed, entities decoded
 
 
-def _vtt_time(stamp: str) -> float:
+def _vtt_seconds(stamp: str) -> float:
     parts = stamp.strip().split(":")  # [hh:]mm:ss.mmm
     return sum(float(p) * 60 ** i for i, p in enumerate(reversed(parts)))
 
@@ -241,7 +234,7 @@ def read_vtt_cues(path: Path | str) -> list[VttCue]:
         start, end = lines[timing].split("-->")
         cue = " ".join(ln.strip() for ln in lines[timing + 1:])
         voice = _VTT_VOICE.search(cue)
-        cues.append(VttCue(_vtt_time(start), _vtt_time(end.split()[0]), voice.group(1).strip() if voice else None,
+        cues.append(VttCue(_vtt_seconds(start), _vtt_seconds(end.split()[0]), voice.group(1).strip() if voice else None,
                            html.unescape(_VTT_TAG.sub("", cue)).strip()))
     return cues
 

@@ -1,14 +1,13 @@
 """A local S3 endpoint: moto's standalone server on 127.0.0.1.
 
-``LocalS3`` runs it in a thread of this process (tests). ``LocalS3Process`` and
-``serve_forever`` (``callaffect s3 serve``) run it as its own long-lived process, so that other
-processes (Airflow task runners, Ray workers, the demo) share one endpoint. State lives in
-memory: it is gone when the server stops.
+``LocalS3`` runs it in a thread of this process (tests). ``serve_forever`` (the body of
+``callaffect s3 serve``) and ``LocalS3Process`` (that command as a child process) run it as its
+own long-lived process, so that other processes (Airflow task runners, Ray workers, the demo)
+share one endpoint. State lives in memory: it is gone when the server stops.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import select
 import signal
@@ -83,7 +82,7 @@ def serve_forever(port: int = 5000, host: str = "127.0.0.1") -> None:
 
 
 class LocalS3Process:
-    """The server as a child process (``python -m pipeline.devtools.s3server``), stopped on exit."""
+    """The server as a child process (``callaffect s3 serve``), stopped on exit."""
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1"):
         self.host = host
@@ -95,7 +94,7 @@ class LocalS3Process:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> "LocalS3Process":
-        cmd = [sys.executable, "-m", "pipeline.devtools.s3server", "--port", str(self.port), "--host", self.host]
+        cmd = [sys.executable, "-m", "pipeline.cli", "s3", "serve", "--port", str(self.port), "--host", self.host]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         # serve_forever prints one line once it listens; EOF means it exited (e.g. port taken).
         ready, _, _ = select.select([self._proc.stdout], [], [], timeout_s)
@@ -122,18 +121,3 @@ class LocalS3Process:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run a local S3 endpoint (moto) until interrupted.")
-    parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--host", default="127.0.0.1")
-    args = parser.parse_args(argv)
-    try:
-        serve_forever(args.port, args.host)
-    except OSError as exc:
-        raise SystemExit(f"error: {exc}") from None
-
-
-if __name__ == "__main__":
-    main()

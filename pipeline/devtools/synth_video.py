@@ -1,8 +1,9 @@
 """Synthetic video calls with a known truth: which on-screen face speaks for which RTTM speaker.
 
-The audio is a short scripted call from `pipeline.devtools.synth.render_call` (espeak-ng voices, wideband,
-light noise). The video shows one tile per participant, each a real face photo (matplotlib's
-``grace_hopper.jpg``) made to look like another person by flip, crop, scale, tint and background.
+The audio is a short scripted call from `pipeline.devtools.synth.calls.render_call` (espeak-ng
+voices, wideband, light noise). The video shows one tile per participant, each a real face photo
+(matplotlib's ``grace_hopper.jpg``) made to look like another person by flip, crop, scale, tint and
+background.
 A tile's mouth opens and closes with the audio envelope *only* while that tile's speaker talks;
 every tile also gets slow head motion, lighting drift and sensor noise, so a still mouth is never
 trivially zero motion. Optional extras that a linker must not be fooled by:
@@ -30,7 +31,9 @@ import cv2
 import numpy as np
 from matplotlib import cbook
 
-from pipeline.devtools.synth import SCRIPTS, RenderedCall, Turn, _write_truth, render_call
+from pipeline.devtools.synth.call_files import write_truth
+from pipeline.devtools.synth.calls import RenderedCall, render_call
+from pipeline.devtools.synth.dialogue import SCRIPTS, Turn
 
 LAYOUTS = ("gallery", "speaker_view")
 AUDIO_RATE = 16000  # wideband: a video meeting, not a phone line
@@ -349,7 +352,7 @@ def generate_video_call(
 
     video_path = out_dir / f"{call_id}.mp4"
     _write_video(video_path, rendered, tiles, fps, size, rng)
-    rttm_path, stm_path = _write_truth(call_id, rendered.turns, truth_dir)
+    rttm_path, stm_path = write_truth(call_id, rendered.turns, truth_dir)
     metadata_path = out_dir / f"{call_id}.json"
     metadata_path.write_text(json.dumps({
         "call_id": call_id, "consent": {"voice_affect": True, "text_affect": True, "video": True},

@@ -1,8 +1,8 @@
 """The batch: find recordings with no committed output, analyse each one as a Ray task, commit.
 
-A call is committed when its manifest exists; the manifest is written after all of the call's
-Parquet files, so a call that dies half-way has no manifest and is picked up again next run.
-Keys are deterministic (pipeline.storage.layout), so re-running a call overwrites and never duplicates.
+A call is committed when its manifest exists (pipeline.storage.curated writes it after all of
+the call's Parquet files), so a call that dies half-way has no manifest and is picked up again
+next run; its keys are deterministic, so re-running a call overwrites and never duplicates.
 Status ``ok`` or ``quarantined`` both count as committed: a quarantined call waits for an
 operator (``run_batch(..., recordings=[...], reprocess=True)``), not for the next night.
 
@@ -27,28 +27,20 @@ import typing
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipeline.digests import file_sha256
-from pipeline.storage import leases, object_store
 from pipeline import metadata as call_metadata
-from pipeline.storage.layout import (
-    NotARecording,
-    RawRecording,
-    classify_raw_key,
-    failures_key,
-    ignored_key,
-    manifest_key,
-    table_key,
-)
+from pipeline.clock import utc_now
+from pipeline.digests import file_sha256
 from pipeline.manifest import CallManifest
+from pipeline.records import ClipModel
 from pipeline.schemas import TABLES
 from pipeline.settings import Settings
-from pipeline.storage.curated import committed_calls, read_manifest
+from pipeline.storage import leases, object_store
+from pipeline.storage.curated import CuratedStore
+from pipeline.storage.keys import NotARecording, RawRecording, classify_raw_key, failures_key, ignored_key
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +106,8 @@ def discover(settings: Settings, client=None) -> Discovery:
     """
     s3 = settings.s3
     client = client or object_store.s3_client(s3)
-    committed = committed_calls(settings, client)
+    store = CuratedStore(settings, client=client)
+    committed = store.committed_calls()
     committed_dates: dict[str, set[str]] = defaultdict(set)
     for day, call_id in committed:
         committed_dates[call_id].add(day)
@@ -139,7 +132,7 @@ def discover(settings: Settings, client=None) -> Discovery:
         recs.sort(key=lambda r: r.key)
         if (day, call_id) in committed:
             if len(recs) > 1:
-                found.ignored += _extra_media(settings, client, day, call_id, recs)
+                found.ignored += _extra_media(settings, store, day, call_id, recs)
             continue
         taken = sorted(d for d in committed_dates[call_id] | raw_dates[call_id] if d != day
                        and (d in committed_dates[call_id] or d < day))
@@ -154,9 +147,10 @@ def discover(settings: Settings, client=None) -> Discovery:
     return found
 
 
-def _extra_media(settings: Settings, client, day: str, call_id: str, recs: list[RawRecording]) -> list[NotARecording]:
+def _extra_media(settings: Settings, store: CuratedStore, day: str, call_id: str,
+                 recs: list[RawRecording]) -> list[NotARecording]:
     """Media files of a committed call other than the one it was committed from."""
-    manifest = read_manifest(settings, day, call_id, client)
+    manifest = store.read_manifest(day, call_id)
     source = manifest.source_uri if manifest else None
     return [
         NotARecording(r.key, "ignored", f"call {call_id} is already committed from another file")
@@ -171,11 +165,11 @@ def settle_discovery(settings: Settings, found: Discovery, client=None) -> dict[
     client = client or object_store.s3_client(s3)
     quarantined = {}
     for rec, reason in found.rejected:
-        _commit(client, settings, rec, _quarantine(rec, reason), {})
+        _commit(client, settings, rec, CallManifest(rec.call_id).quarantine(reason), {})
         quarantined[rec.call_id] = reason
         log.warning("%s quarantined at discovery: %s", rec.call_id, reason)
     for item in found.ignored:
-        body = json.dumps({"bucket": s3.raw_bucket, "key": item.key, "reason": item.reason, "seen_at": _now()})
+        body = json.dumps({"bucket": s3.raw_bucket, "key": item.key, "reason": item.reason, "seen_at": utc_now().isoformat()})
         object_store.put_bytes(client, s3.curated_bucket, ignored_key(s3.ops_prefix, item.key), body.encode(), "application/json")
     if found.ignored:
         log.warning("%d raw object(s) ignored, listed under s3://%s/%signored/", len(found.ignored), s3.curated_bucket, s3.ops_prefix)
@@ -185,20 +179,6 @@ def settle_discovery(settings: Settings, found: Discovery, client=None) -> dict[
 def discover_pending(settings: Settings, client=None) -> list[RawRecording]:
     """Raw recordings with no committed manifest that can be analysed, sorted by date then call id."""
     return discover(settings, client).pending
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue().to_pybytes()
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
-
-
-def _quarantine(rec: RawRecording, reason: str, sha256: str | None = None) -> CallManifest:
-    return CallManifest(call_id=rec.call_id, status="quarantined", reason=reason, sha256=sha256)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -230,22 +210,11 @@ def _read_metadata(client, settings: Settings, rec: RawRecording) -> call_metada
 def _commit(
     client, settings: Settings, rec: RawRecording, manifest: CallManifest, tables: dict[str, pa.Table]
 ) -> CallManifest:
-    """Write the call's tables, then its manifest (the commit), then drop tables of older runs."""
+    """Commit the call from ``rec`` to the curated bucket, then forget its failed runs."""
     s3 = settings.s3
     manifest.source_uri = f"s3://{s3.raw_bucket}/{rec.key}"
     manifest.call_date = rec.call_date  # the partition the keys use
-    manifest.created_at = manifest.created_at or _now()
-    manifest.table_keys, manifest.tables = {}, {}
-    for name, table in tables.items():
-        key = table_key(s3.curated_prefix, name, rec.call_date, rec.call_id)
-        object_store.put_bytes(client, s3.curated_bucket, key, _parquet_bytes(table))
-        manifest.table_keys[name] = key
-        manifest.tables[name] = table.num_rows
-    mkey = manifest_key(s3.curated_prefix, rec.call_date, rec.call_id)
-    object_store.put_bytes(client, s3.curated_bucket, mkey, manifest.to_json().encode(), "application/json")
-    # A re-run that produced fewer tables (or a quarantine) must not leave an older run's rows.
-    for name in TABLES.keys() - tables.keys():
-        object_store.delete_object(client, s3.curated_bucket, table_key(s3.curated_prefix, name, rec.call_date, rec.call_id))
+    CuratedStore(settings, client=client).commit(manifest, tables)
     # Committed: earlier failed runs no longer count.
     object_store.delete_object(client, s3.curated_bucket, failures_key(s3.ops_prefix, rec.call_date, rec.call_id))
     return manifest
@@ -253,15 +222,8 @@ def _commit(
 
 def _owner_alive(folder: Path) -> bool:
     pid = folder.name.split("-", 1)[0]
-    if not pid.isdigit():
-        return False  # not one of ours (or an older layout): nobody is using it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # A name not of ours (or an older layout): nobody is using it.
+    return pid.isdigit() and leases.process_alive(int(pid))
 
 
 @contextlib.contextmanager
@@ -286,6 +248,10 @@ def _default_analyze() -> AnalyzeFn:
     return analyze_call
 
 
+def _quarantined(rec: RawRecording, reason: str, media: Path) -> CallManifest:
+    return CallManifest(rec.call_id, sha256=file_sha256(media)).quarantine(reason)
+
+
 def _analyse(client, settings: Settings, rec: RawRecording, work: Path, analyze_fn: AnalyzeFn,
              clip) -> tuple[CallManifest, dict[str, pa.Table]]:
     """Download and analyse one recording. Bad input and errors inside the analysis become a
@@ -295,7 +261,7 @@ def _analyse(client, settings: Settings, rec: RawRecording, work: Path, analyze_
     try:
         metadata = _read_metadata(client, settings, rec)
     except call_metadata.MetadataError as exc:
-        return _quarantine(rec, str(exc), file_sha256(media)), {}
+        return _quarantined(rec, str(exc), media), {}
     try:
         result = analyze_fn(
             media, rec.call_id, settings=settings, call_date=rec.call_date, metadata=metadata,
@@ -305,7 +271,7 @@ def _analyse(client, settings: Settings, rec: RawRecording, work: Path, analyze_
         return manifest, (_conform(result.tables) if manifest.status == "ok" else {})
     except Exception as exc:  # noqa: BLE001 - a bug or MemoryError in one call, not the batch
         log.exception("analysis of %s failed", rec.call_id)
-        return _quarantine(rec, f"internal error: {_error_text(exc)}", file_sha256(media)), {}
+        return _quarantined(rec, f"internal error: {_error_text(exc)}", media), {}
 
 
 def process_recording(
@@ -314,7 +280,7 @@ def process_recording(
 ) -> CallOutcome:
     """Analyse one raw recording under its lease and commit it (the body of a Ray task).
 
-    ``clip`` (a pipeline.stages.vision.face_branch.ClipModel) is the batch's shared heavy clip model, if any. A call
+    ``clip`` (a pipeline.records.ClipModel) is the batch's shared heavy clip model, if any. A call
     leased by another batch, or committed meanwhile (unless ``reprocess``), is left alone.
     """
     rec, settings = recording_from_dict(rec), settings_from_dict(settings)
@@ -325,7 +291,7 @@ def process_recording(
     if isinstance(lease, leases.Busy):
         return CallOutcome(rec.call_id, skipped=str(lease))
     try:
-        if not reprocess and read_manifest(settings, rec.call_date, rec.call_id, client) is not None:
+        if not reprocess and CuratedStore(settings, client=client).read_manifest(rec.call_date, rec.call_id) is not None:
             return CallOutcome(rec.call_id, skipped="committed")
         with call_work_dir() as work:
             manifest, tables = _analyse(client, settings, rec, work, analyze_fn, clip)
@@ -341,10 +307,10 @@ def record_failure(client, settings: Settings, rec: RawRecording, error: str) ->
     key = failures_key(s3.ops_prefix, rec.call_date, rec.call_id)
     found = object_store.get_bytes_and_etag(client, s3.curated_bucket, key)
     history = json.loads(found[0]) if found else {"failures": []}
-    history["failures"] = [*history["failures"], {"at": _now(), "error": error}]
+    history["failures"] = [*history["failures"], {"at": utc_now().isoformat(), "error": error}]
     count = len(history["failures"])
     if count >= settings.ray.max_call_failures:
-        return _commit(client, settings, rec, _quarantine(rec, f"failed {count} times: {error}"), {})
+        return _commit(client, settings, rec, CallManifest(rec.call_id).quarantine(f"failed {count} times: {error}"), {})
     object_store.put_bytes(client, s3.curated_bucket, key, json.dumps(history).encode(), "application/json")
     return None
 
@@ -358,7 +324,7 @@ def _shared_clip_model(settings: Settings):
         return None
     import ray
 
-    from pipeline.stages.vision.face_branch import ClipModel, provider_device
+    from pipeline.stages.vision.face_branch import provider_device
 
     classes, version, providers = ray.get(server.describe.remote())
     return ClipModel(classify=clip_server.RemoteClassify(server), classes=classes, version=version,
@@ -368,7 +334,7 @@ def _shared_clip_model(settings: Settings):
 def _filter_committed(
     settings: Settings, client, recs: Iterable[RawRecording], report: BatchReport
 ) -> list[RawRecording]:
-    committed = committed_calls(settings, client)
+    committed = CuratedStore(settings, client=client).committed_calls()
     keep = []
     for rec in recs:
         if (rec.call_date, rec.call_id) in committed:

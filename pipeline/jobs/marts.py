@@ -31,19 +31,19 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
 import duckdb
 import pyarrow as pa
 
-from pipeline.storage import object_store
-from pipeline.storage.layout import parse_manifest_key
+from pipeline.clock import utc_now
 from pipeline.manifest import CallManifest
-from pipeline.storage.curated import CuratedStore
 from pipeline.schemas import TABLES
 from pipeline.settings import Settings
+from pipeline.storage import object_store
+from pipeline.storage.curated import CuratedStore, parse_manifest_key
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,7 @@ def build_marts(
         calls_loaded=tables["dim_calls"],
         calls_quarantined=counts[1],
         calls_pending_gate=counts[2],
-        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        built_at=utc_now().isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
     if counts[0] != report.calls_loaded:  # a loadable manifest whose calls file is missing

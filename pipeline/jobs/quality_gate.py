@@ -3,10 +3,8 @@
 ``gate_call_tables`` checks one call's tables (keys, value ranges, time order, roles, one calls
 row). ``gate_committed_calls`` runs it on committed calls under a curated root and records the
 verdict in each call's manifest; a call that fails is quarantined there, so the marts never load
-it (they load only ``status == "ok"`` with ``quality.passed``).
-
-The curated root is a string: ``s3://bucket/prefix/`` or a local directory. ``CuratedStore``
-gives both the same small interface (list, read, write under the root).
+it (they load only ``status == "ok"`` with ``quality.passed``). Calls are read and their
+manifests rewritten through pipeline.storage.curated.
 """
 
 from __future__ import annotations
@@ -16,17 +14,16 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.storage.layout import table_key
+from pipeline.clock import utc_now
 from pipeline.manifest import CallManifest
 from pipeline.schemas import TABLES
 from pipeline.settings import Settings
-from pipeline.storage.curated import CuratedStore
+from pipeline.storage.curated import CuratedStore, table_key
 
 SUITE_NAME = "callaffect_call_tables"
 # Bump when an expectation changes: manifests record which suite passed them.
@@ -352,7 +349,7 @@ def gate_committed_calls(
     store = CuratedStore(settings, curated_root)
     wanted = set(call_ids) if call_ids is not None else None
     results = []
-    for key, manifest in store.manifests():
+    for _, manifest in store.manifests():
         if manifest.status != "ok":
             continue
         if wanted is None and manifest.quality is not None:
@@ -366,12 +363,11 @@ def gate_committed_calls(
         manifest.quality = {
             "passed": result.passed,
             "failures": result.failures,
-            "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "checked_at": utc_now().isoformat(timespec="seconds"),
             "suite": result.suite,
         }
         if not result.passed:
-            manifest.status = "quarantined"
-            manifest.reason = "quality gate: " + "; ".join(result.failures[:3])
-        store.write_bytes(key, manifest.to_json().encode(), "application/json")
+            manifest.quarantine("quality gate: " + "; ".join(result.failures[:3]))
+        store.write_manifest(manifest)
         results.append((manifest.call_id, result))
     return results

@@ -14,11 +14,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from pipeline.storage import object_store
-from pipeline.storage.curated import read_manifest
-from pipeline.storage.layout import parse_raw_key
+from pipeline.clock import utc_now
 from pipeline.manifest import CallManifest
 from pipeline.settings import Settings
+from pipeline.storage import object_store
+from pipeline.storage.curated import CuratedStore
+from pipeline.storage.keys import parse_raw_key, retention_log_key
 
 
 @dataclass
@@ -62,7 +63,8 @@ def run_retention(settings: Settings, *, now: datetime | None = None, client=Non
     """Apply the raw-media retention policy as of ``now`` (default: the current time)."""
     s3, policy = settings.s3, settings.retention
     client = client or object_store.s3_client(s3)
-    now = now or datetime.now(timezone.utc)
+    store = CuratedStore(settings, client=client)
+    now = now or utc_now()
     cutoff = (now - timedelta(days=policy.raw_max_age_days)).date()
     report = RetentionReport(dry_run=policy.dry_run)
 
@@ -73,7 +75,7 @@ def run_retention(settings: Settings, *, now: datetime | None = None, client=Non
         for rec in recordings:
             if date.fromisoformat(rec.call_date) >= cutoff:
                 continue
-            manifest = read_manifest(settings, rec.call_date, rec.call_id, client)
+            manifest = store.read_manifest(rec.call_date, rec.call_id)
             source_uri = f"s3://{s3.raw_bucket}/{rec.key}"
             reason = _keep_reason(manifest, source_uri, objects[rec.key].last_modified)
             if reason:
@@ -93,7 +95,7 @@ def run_retention(settings: Settings, *, now: datetime | None = None, client=Non
                         "key": key,
                         "kind": "media" if key == rec.key else "metadata",
                         "sha256": manifest.sha256,
-                        "deleted_at": datetime.now(timezone.utc).isoformat(),
+                        "deleted_at": utc_now().isoformat(),
                         "reason": (
                             f"processed (status ok, quality gate passed); recorded {rec.call_date}, "
                             f"older than {policy.raw_max_age_days} days"
@@ -104,10 +106,7 @@ def run_retention(settings: Settings, *, now: datetime | None = None, client=Non
     finally:
         # Written even when a deletion fails half-way, so every deletion that happened is logged.
         if report.deleted:
-            stamp = datetime.now(timezone.utc)
-            report.log_key = (
-                f"{s3.ops_prefix}retention/date={stamp:%Y-%m-%d}/deletions-{stamp:%Y%m%dT%H%M%S%fZ}.jsonl"
-            )
+            report.log_key = retention_log_key(s3.ops_prefix, utc_now())
             body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in report.deleted)
             object_store.put_bytes(client, s3.curated_bucket, report.log_key, body.encode(), "application/x-ndjson")
     return report

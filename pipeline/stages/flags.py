@@ -9,27 +9,13 @@ person to review: never a verdict on the customer.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from pipeline.settings import FlagSettings
-from pipeline.stages.text.attribution import Utterance
-from pipeline.stages.fusion import AffectWindow
+from pipeline.records import AffectWindow, Flag, Utterance
+from pipeline.stages import contract
 
 RULE_VERSION = "frustration-v1"
 FLAG_TYPE = "customer_frustration"
-
-
-@dataclass(frozen=True)
-class Flag:
-    flag_id: str
-    speaker: str
-    start: float
-    end: float
-    score: float
-    confidence: float
-    mean_valence: float
-    mean_arousal: float
-    evidence: str
 
 
 def _qualifies(w: AffectWindow, s: FlagSettings) -> bool:
@@ -84,3 +70,9 @@ def frustration_flags(
             )
         )
     return flags
+
+
+STAGE = contract.Stage(
+    "flags", backend=contract.fixed("rules"), run=frustration_flags,
+    model_key="flags", model_version=lambda settings: RULE_VERSION,
+)

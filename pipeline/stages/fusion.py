@@ -7,48 +7,20 @@ neutral" rather than as a confident extreme. Missing modalities are allowed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from pyannote.core import Annotation, Segment
 
 from pipeline.settings import AffectSettings
-from pipeline.stages.text.attribution import Utterance
-from pipeline.stages.text.text_affect import TextValence
-from pipeline.stages.voice.voice_affect import VoiceArousal
+from pipeline.records import NO_FACE, AffectWindow, FaceEvidence, SpeakerWindow, TextValence, Utterance, VoiceArousal
+from pipeline.stages import contract
 
 PRIOR_WEIGHT = 0.25
 MIN_SPEECH_IN_WINDOW_S = 1.0
 
 
-@dataclass(frozen=True)
-class AffectWindow:
-    speaker: str
-    start: float
-    end: float
-    valence: float
-    arousal: float
-    confidence: float
-    text_valence: float | None
-    voice_valence: float | None
-    voice_arousal: float | None
-    modalities: tuple[str, ...]
-    face_valence: float | None = None
-    face_arousal: float | None = None
 
 
-@dataclass(frozen=True)
-class FaceEvidence:
-    """The speaker's linked face over one window (pipeline.stages.vision.face_branch.face_evidence)."""
-
-    valence: float | None
-    arousal: float | None
-    confidence: float
-
-
-NO_FACE = FaceEvidence(None, None, 0.0)
-
-
-def speaker_windows(turns: Annotation, settings: AffectSettings) -> list[tuple[str, float, float]]:
+def speaker_windows(turns: Annotation, settings: AffectSettings) -> list[SpeakerWindow]:
     """Sliding windows over each speaker's active span, kept where they actually speak."""
     out = []
     for speaker in sorted(turns.labels()):
@@ -58,14 +30,15 @@ def speaker_windows(turns: Annotation, settings: AffectSettings) -> list[tuple[s
         while t < end:
             window = Segment(t, min(t + settings.window_s, end))
             if timeline.crop(window).duration() >= MIN_SPEECH_IN_WINDOW_S:
-                out.append((speaker, round(window.start, 3), round(window.end, 3)))
+                out.append(SpeakerWindow(speaker, round(window.start, 3), round(window.end, 3)))
             t += settings.hop_s
     return out
 
 
 def _text_in_window(
-    speaker: str, start: float, end: float, utterances: list[Utterance], text: dict[int, TextValence]
+    window: SpeakerWindow, utterances: list[Utterance], text: dict[int, TextValence]
 ) -> tuple[float | None, float]:
+    speaker, start, end = window.speaker, window.start, window.end
     total_w, total_v, total_c = 0.0, 0.0, 0.0
     for u in utterances:
         if u.speaker != speaker:
@@ -93,7 +66,7 @@ def _shrink(values: list[tuple[float | None, float, float]]) -> tuple[float, flo
 
 
 def fuse(
-    windows: list[tuple[str, float, float]],
+    windows: list[SpeakerWindow],
     utterances: list[Utterance],
     text_scores: list[TextValence],
     voice_scores: list[VoiceArousal],
@@ -103,8 +76,8 @@ def fuse(
     text_by_id = {t.utterance_id: t for t in text_scores}
     face_scores = face_scores if face_scores is not None else [NO_FACE] * len(windows)
     out = []
-    for (speaker, start, end), voice, face in zip(windows, voice_scores, face_scores, strict=True):
-        text_valence, text_conf = _text_in_window(speaker, start, end, utterances, text_by_id) if text_by_id else (None, 0.0)
+    for window, voice, face in zip(windows, voice_scores, face_scores, strict=True):
+        text_valence, text_conf = _text_in_window(window, utterances, text_by_id) if text_by_id else (None, 0.0)
         valence, valence_conf = _shrink(
             [(text_valence, text_conf, settings.text_valence_weight), (face.valence, face.confidence, settings.face_weight)]
         )
@@ -116,9 +89,9 @@ def fuse(
         )
         out.append(
             AffectWindow(
-                speaker=speaker,
-                start=start,
-                end=end,
+                speaker=window.speaker,
+                start=window.start,
+                end=window.end,
                 valence=round(valence, 4),
                 arousal=round(arousal, 4),
                 confidence=round((valence_conf + arousal_conf) / 2.0, 4),
@@ -131,3 +104,6 @@ def fuse(
             )
         )
     return out
+
+
+STAGE = contract.Stage("fusion", backend=contract.fixed("python"), run=fuse)

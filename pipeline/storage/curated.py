@@ -1,23 +1,61 @@
-"""The curated store: where a call's tables and manifest live, and how they are read.
+"""The curated store: where a call's tables and manifest live, and the one module that writes and
+reads them (Parquet, manifests, the commit).
 
-The curated root is a string: ``s3://bucket/prefix/`` or a local directory. ``CuratedStore``
-gives both the same small interface (list, read, write under the root). The manifest of a call
-is its commit: jobs read committed calls through this module only.
+A curated root is a string: ``s3://bucket/prefix/`` or a local directory. Under it:
+
+    <table>/date=<YYYY-MM-DD>/call_id=<call_id>/part-0.parquet
+    _manifests/date=<YYYY-MM-DD>/call_id=<call_id>/_manifest.json
+
+Partition keys are Hive style, so DuckDB's read_parquet(..., hive_partitioning=true) sees them.
+Keys are deterministic, so re-running a call overwrites and never duplicates. A call's manifest
+is written after all of its tables: its presence is the commit, and jobs read committed calls
+through ``CuratedStore`` only.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.clock import utc_now
 from pipeline.manifest import CallManifest
+from pipeline.schemas import TABLES
 from pipeline.settings import Settings
 from pipeline.storage import object_store
-from pipeline.storage.layout import MANIFESTS, manifest_key, parse_manifest_key
+
+MANIFESTS = "_manifests"
+PARQUET_COMPRESSION = "zstd"
+
+
+def table_key(curated_prefix: str, table: str, call_date: str, call_id: str) -> str:
+    return f"{curated_prefix}{table}/date={call_date}/call_id={call_id}/part-0.parquet"
+
+
+def manifest_key(curated_prefix: str, call_date: str, call_id: str) -> str:
+    return f"{curated_prefix}{MANIFESTS}/date={call_date}/call_id={call_id}/_manifest.json"
+
+
+def parse_manifest_key(key: str, curated_prefix: str) -> tuple[str, str] | None:
+    """manifest key -> (call_date, call_id)."""
+    m = re.match(
+        re.escape(curated_prefix) + MANIFESTS + r"/date=(\d{4}-\d{2}-\d{2})/call_id=([^/]+)/_manifest\.json$", key
+    )
+    return (m.group(1), m.group(2)) if m else None
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """The table as a Parquet file: every Parquet file the pipeline writes is made here."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression=PARQUET_COMPRESSION)
+    return sink.getvalue().to_pybytes()
 
 
 def curated_root(settings: Settings) -> str:
@@ -36,13 +74,15 @@ def normalise_root(root: str | os.PathLike) -> str:
 class CuratedStore:
     """List, read and write objects under a curated root (``s3://bucket/prefix/`` or a directory).
 
-    Keys are relative to the root and use "/" (the layout of pipeline/storage/layout.py without the
-    prefix). S3 goes through pipeline.storage.object_store (same boto3 code for AWS and a local endpoint).
+    Keys are relative to the root and use "/" (the layout above, with an empty prefix). S3 goes
+    through pipeline.storage.object_store (same boto3 code for AWS and a local endpoint), with
+    ``client`` when given, else one made from the settings on first use.
     """
 
-    def __init__(self, settings: Settings, root: str | os.PathLike | None = None):
+    def __init__(self, settings: Settings, root: str | os.PathLike | None = None, client=None):
         self.settings = settings
         self.root = normalise_root(root if root is not None else curated_root(settings))
+        self._given_client = client
 
     @property
     def is_s3(self) -> bool:
@@ -54,7 +94,7 @@ class CuratedStore:
 
     @cached_property
     def _client(self):
-        return object_store.s3_client(self.settings.s3)
+        return self._given_client or object_store.s3_client(self.settings.s3)
 
     def uri(self, key: str) -> str:
         return self.root + key
@@ -75,10 +115,8 @@ class CuratedStore:
         """The object's bytes, or None when it does not exist."""
         if self.is_s3:
             bucket, root_prefix = self._bucket_prefix
-            try:
-                return object_store.get_bytes(self._client, bucket, root_prefix + key)
-            except self._client.exceptions.NoSuchKey:
-                return None
+            found = object_store.get_bytes_and_etag(self._client, bucket, root_prefix + key)
+            return found[0] if found else None
         path = Path(self.root) / key
         return path.read_bytes() if path.is_file() else None
 
@@ -99,56 +137,73 @@ class CuratedStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def delete(self, key: str) -> None:
+        """Remove the object; one that does not exist is fine."""
+        if self.is_s3:
+            bucket, root_prefix = self._bucket_prefix
+            object_store.delete_object(self._client, bucket, root_prefix + key)
+            return
+        (Path(self.root) / key).unlink(missing_ok=True)
+
+    def stored_key(self, key: str) -> str:
+        """``key`` as the bucket names it (with the root's prefix); a directory root keeps it relative."""
+        return self._bucket_prefix[1] + key if self.is_s3 else key
+
+    # --- manifests: the commits ---------------------------------------------------------------
+
+    def committed_calls(self) -> set[tuple[str, str]]:
+        """(call_date, call_id) of every committed call, from the manifest keys alone."""
+        return {found for found in (parse_manifest_key(k, "") for k in self.list(MANIFESTS + "/")) if found}
+
+    def read_manifest(self, call_date: str, call_id: str) -> CallManifest | None:
+        """The call's manifest, or None when the call is not committed."""
+        key = manifest_key("", call_date, call_id)
+        return self._parse_manifest(key, self.read_bytes(key))
+
     def manifests(self) -> list[tuple[str, CallManifest]]:
         """Every committed call's (manifest key, manifest), in key order."""
         keys = [k for k in self.list(MANIFESTS + "/") if parse_manifest_key(k, "")]
         # One GET per call: in parallel, since S3 latency dominates (boto3 clients are thread-safe).
         with ThreadPoolExecutor(max_workers=16 if self.is_s3 else 1) as pool:
             blobs = list(pool.map(self.read_bytes, keys))
-        out = []
-        for key, blob in zip(keys, blobs):
-            if blob is None:  # deleted between list and read
-                continue
-            manifest = CallManifest.from_json(blob)
-            manifest.call_date = manifest.call_date or parse_manifest_key(key, "")[0]
-            out.append((key, manifest))
-        return out
+        found = ((key, self._parse_manifest(key, blob)) for key, blob in zip(keys, blobs))
+        return [(key, manifest) for key, manifest in found if manifest is not None]  # None: deleted meanwhile
+
+    @staticmethod
+    def _parse_manifest(key: str, blob: bytes | None) -> CallManifest | None:
+        if blob is None:
+            return None
+        manifest = CallManifest.from_json(blob)
+        manifest.call_date = manifest.call_date or parse_manifest_key(key, "")[0]
+        return manifest
+
+    def write_manifest(self, manifest: CallManifest) -> None:
+        """Write the manifest under its call's key: the call's commit, or a later verdict on it."""
+        key = manifest_key("", manifest.call_date, manifest.call_id)
+        self.write_bytes(key, manifest.to_json().encode(), "application/json")
+
+    def commit(self, manifest: CallManifest, tables: dict[str, pa.Table]) -> CallManifest:
+        """Write the call's tables, then its manifest (the commit), then drop tables of older runs.
+
+        ``manifest.call_date`` is the partition the keys use. The manifest records each table's
+        rows and key. Returns the manifest as committed.
+        """
+        manifest.created_at = manifest.created_at or utc_now().isoformat()
+        manifest.table_keys, manifest.tables = {}, {}
+        for name, table in tables.items():
+            key = table_key("", name, manifest.call_date, manifest.call_id)
+            self.write_bytes(key, parquet_bytes(table))
+            manifest.table_keys[name] = self.stored_key(key)
+            manifest.tables[name] = table.num_rows
+        self.write_manifest(manifest)
+        # A re-run that produced fewer tables (or a quarantine) must not leave an older run's rows.
+        for name in TABLES.keys() - tables.keys():
+            self.delete(table_key("", name, manifest.call_date, manifest.call_id))
+        return manifest
 
     def table_keys(self, table: str) -> Iterator[str]:
-        """Parquet keys of a table, laid out as pipeline.storage.layout.table_key."""
+        """Parquet keys of a table, laid out as ``table_key``."""
         for key in self.list(f"{table}/"):
             parts = key.split("/")
             if len(parts) == 4 and parts[1].startswith("date=") and parts[2].startswith("call_id=") and key.endswith(".parquet"):
                 yield key
-
-
-
-# --- committed calls on S3 ------------------------------------------------------------------
-
-
-def manifest_prefix(settings: Settings) -> str:
-    return f"{settings.s3.curated_prefix}{MANIFESTS}/"
-
-
-def committed_calls(settings: Settings, client) -> set[tuple[str, str]]:
-    """(call_date, call_id) of every committed call."""
-    s3 = settings.s3
-    found = set()
-    for obj in object_store.list_objects(client, s3.curated_bucket, manifest_prefix(settings)):
-        parsed = parse_manifest_key(obj.key, s3.curated_prefix)
-        if parsed:
-            found.add(parsed)
-    return found
-
-
-def read_manifest(settings: Settings, call_date: str, call_id: str, client=None) -> CallManifest | None:
-    s3 = settings.s3
-    client = client or object_store.s3_client(s3)
-    found = object_store.get_bytes_and_etag(client, s3.curated_bucket, manifest_key(s3.curated_prefix, call_date, call_id))
-    return CallManifest.from_json(found[0]) if found else None
-
-
-def list_manifests(settings: Settings, client=None) -> list[CallManifest]:
-    """Every committed call's manifest, sorted by date then call id."""
-    client = client or object_store.s3_client(settings.s3)
-    return [read_manifest(settings, d, c, client) for d, c in sorted(committed_calls(settings, client))]

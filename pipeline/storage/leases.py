@@ -15,11 +15,12 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-from pipeline.storage import object_store
-from pipeline.storage.layout import RawRecording, lease_key
+from pipeline.clock import utc_now
 from pipeline.settings import Settings
+from pipeline.storage import object_store
+from pipeline.storage.keys import RawRecording, lease_key
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Busy:
 
 
 def _body(owner: str, ttl_s: float) -> bytes:
-    now = datetime.now(timezone.utc)
+    now = utc_now()
     return json.dumps({
         "owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "taken_at": now.isoformat(),
         "expires_at": (now + timedelta(seconds=ttl_s)).isoformat(),
@@ -50,7 +51,7 @@ def _body(owner: str, ttl_s: float) -> bytes:
 
 def _abandoned(holder: dict) -> bool:
     try:
-        expired = datetime.fromisoformat(holder["expires_at"]) <= datetime.now(timezone.utc)
+        expired = datetime.fromisoformat(holder["expires_at"]) <= utc_now()
     except (KeyError, TypeError, ValueError):
         return True  # unreadable: nobody can be relying on it
     if expired:
@@ -58,12 +59,21 @@ def _abandoned(holder: dict) -> bool:
     if holder.get("host") != socket.gethostname():
         return False
     try:
-        os.kill(int(holder["pid"]), 0)
-    except ProcessLookupError:
-        return True  # its process is gone: a killed batch or worker
-    except (KeyError, TypeError, ValueError, PermissionError):
+        pid = int(holder["pid"])
+    except (KeyError, TypeError, ValueError):
         return False
-    return False
+    return not process_alive(pid)  # its process is gone: a killed batch or worker
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one we may not signal exists too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def acquire(client, settings: Settings, rec: RawRecording) -> Lease | Busy:

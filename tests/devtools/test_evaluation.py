@@ -5,15 +5,13 @@ from __future__ import annotations
 import pytest
 from pyannote.core import Annotation, Segment
 
-import argparse
 import json
 import subprocess
 import sys
 
-from pipeline.devtools.eval_cli import main as eval_main
-from pipeline.devtools.eval_cli import register
+from pipeline.call.exports import to_rttm
+from pipeline import cli
 from pipeline.devtools.evaluation import (
-    annotation_to_rttm,
     der_from_files,
     diarization_error_rate,
     find_leaks,
@@ -93,7 +91,7 @@ def test_der_of_empty_annotations_is_zero_and_empty_hypothesis_is_all_missed():
 
 
 def test_rttm_round_trip(tmp_path):
-    text = annotation_to_rttm(REFERENCE, "call-7")
+    text = to_rttm(REFERENCE, "call-7")
     assert text.splitlines()[0].split() == ["SPEAKER", "call-7", "1", "0.000", "10.000",
                                            "<NA>", "<NA>", "agent", "<NA>", "<NA>"]
     path = tmp_path / "ref.rttm"
@@ -106,9 +104,9 @@ def test_rttm_round_trip(tmp_path):
 
 
 def test_der_from_files_with_different_uris(tmp_path):
-    (tmp_path / "ref.rttm").write_text(annotation_to_rttm(REFERENCE, "synth-000-000"))
+    (tmp_path / "ref.rttm").write_text(to_rttm(REFERENCE, "synth-000-000"))
     swapped = _annotation((0, 10, "S0"), (10, 20, "S1"), (20, 30, "S1"))
-    (tmp_path / "hyp.rttm").write_text(annotation_to_rttm(swapped, "audio"))
+    (tmp_path / "hyp.rttm").write_text(to_rttm(swapped, "audio"))
     assert der_from_files(tmp_path / "ref.rttm", tmp_path / "hyp.rttm")["der"] == pytest.approx(1 / 3)
     (tmp_path / "empty.rttm").write_text("")
     assert der_from_files(tmp_path / "ref.rttm", tmp_path / "empty.rttm", collar=0.0)["der"] == 1.0
@@ -282,20 +280,19 @@ def test_find_leaks_checks_each_text_on_its_own():
     assert not find_leaks([("vtt", "453"), ("vtt", "914")], planted)
 
 
-# ----- the eval CLI ------------------------------------------------------------------------------
+# ----- callaffect eval --------------------------------------------------------------------------
 
 @pytest.fixture
 def rttms(tmp_path):
     """Two references in one file (uris c1, c2), hypotheses in one file each."""
-    (tmp_path / "ref.rttm").write_text(annotation_to_rttm(REFERENCE, "c1") + annotation_to_rttm(REFERENCE, "c2"))
-    (tmp_path / "hyp_c1.rttm").write_text(annotation_to_rttm(SWAPPED, "c1"))
-    (tmp_path / "hyp_c2.rttm").write_text(annotation_to_rttm(LATE, "c2"))
+    (tmp_path / "ref.rttm").write_text(to_rttm(REFERENCE, "c1") + to_rttm(REFERENCE, "c2"))
+    (tmp_path / "hyp_c1.rttm").write_text(to_rttm(SWAPPED, "c1"))
+    (tmp_path / "hyp_c2.rttm").write_text(to_rttm(LATE, "c2"))
     return tmp_path
 
 
-def test_register_adds_eval_to_any_parser():
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
+def test_eval_arguments_repeat_or_take_several_files():
+    parser = cli.build_parser()
     args = parser.parse_args(["eval", "asr", "--ref", "a.stm", "--hyp", "a.vtt", "--ref", "b.stm", "--hyp", "b.vtt"])
     assert (args.ref, args.hyp, args.json) == (["a.stm", "b.stm"], ["a.vtt", "b.vtt"], False)
     args = parser.parse_args(["eval", "diarization", "--ref", "r1", "r2", "--hyp", "h", "--skip-overlap"])
@@ -304,7 +301,7 @@ def test_register_adds_eval_to_any_parser():
 
 
 def test_eval_diarization_by_uri_json(rttms, capsys):
-    code = eval_main(["eval", "diarization", "--ref", str(rttms / "ref.rttm"), "--hyp", str(rttms / "hyp_c2.rttm"),
+    code = cli.main(["eval", "diarization", "--ref", str(rttms / "ref.rttm"), "--hyp", str(rttms / "hyp_c2.rttm"),
                       str(rttms / "hyp_c1.rttm"), "--collar", "0", "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
@@ -320,9 +317,9 @@ def test_eval_diarization_by_uri_json(rttms, capsys):
 
 
 def test_eval_diarization_by_order_table(tmp_path, capsys):
-    (tmp_path / "ref.rttm").write_text(annotation_to_rttm(REFERENCE, "synth-000-000"))
-    (tmp_path / "hyp.rttm").write_text(annotation_to_rttm(SWAPPED, "audio"))
-    code = eval_main(["eval", "diarization", "--ref", str(tmp_path / "ref.rttm"), "--hyp", str(tmp_path / "hyp.rttm"),
+    (tmp_path / "ref.rttm").write_text(to_rttm(REFERENCE, "synth-000-000"))
+    (tmp_path / "hyp.rttm").write_text(to_rttm(SWAPPED, "audio"))
+    code = cli.main(["eval", "diarization", "--ref", str(tmp_path / "ref.rttm"), "--hyp", str(tmp_path / "hyp.rttm"),
                       "--jer"])
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
@@ -336,11 +333,11 @@ def test_eval_diarization_by_order_table(tmp_path, capsys):
 
 def test_eval_diarization_unmatched_or_missing_exits_1(rttms, capsys):
     missing = rttms / "nope.rttm"
-    assert eval_main(["eval", "diarization", "--ref", str(rttms / "ref.rttm"), "--hyp", str(missing)]) == 1
+    assert cli.main(["eval", "diarization", "--ref", str(rttms / "ref.rttm"), "--hyp", str(missing)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("callaffect eval: error: no such file:") and "nope.rttm" in err
     # c2 has no hypothesis, and one reference file holds two recordings: nothing to pair by order.
-    code = eval_main(["eval", "diarization", "--ref", str(rttms / "ref.rttm"), "--hyp", str(rttms / "hyp_c1.rttm")])
+    code = cli.main(["eval", "diarization", "--ref", str(rttms / "ref.rttm"), "--hyp", str(rttms / "hyp_c1.rttm")])
     assert code == 1
     assert "no hypothesis for c2" in capsys.readouterr().err
 
@@ -358,7 +355,7 @@ def transcripts(tmp_path):
 
 def test_eval_asr_per_file_and_total(transcripts, capsys):
     t = transcripts
-    code = eval_main(["eval", "asr", "--ref", str(t / "a.stm"), "--hyp", str(t / "a.vtt"),
+    code = cli.main(["eval", "asr", "--ref", str(t / "a.stm"), "--hyp", str(t / "a.vtt"),
                       "--ref", str(t / "b.stm"), "--hyp", str(t / "b.vtt"), "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
@@ -368,7 +365,7 @@ def test_eval_asr_per_file_and_total(transcripts, capsys):
     assert (b["name"], b["ref_words"], b["insertions"], b["wer"]) == ("cb", 5, 2, pytest.approx(2 / 5))
     assert out["total"]["ref_words"] == 16 and out["total"]["errors"] == 3
     assert out["total"]["wer"] == pytest.approx(3 / 16)  # summed, not the mean of the files'
-    assert eval_main(["eval", "asr", "--ref", str(t / "a.stm"), str(t / "b.stm"),
+    assert cli.main(["eval", "asr", "--ref", str(t / "a.stm"), str(t / "b.stm"),
                       "--hyp", str(t / "a.vtt"), str(t / "b.vtt")]) == 0
     table = capsys.readouterr().out.splitlines()
     assert [r.split()[:2] for r in table[2:4]] == [["ca", "0.0909"], ["cb", "0.4000"]]
@@ -377,17 +374,17 @@ def test_eval_asr_per_file_and_total(transcripts, capsys):
 
 def test_eval_asr_errors_exit_1(transcripts, capsys):
     t = transcripts
-    assert eval_main(["eval", "asr", "--ref", str(t / "a.stm"), str(t / "b.stm"), "--hyp", str(t / "a.vtt")]) == 1
+    assert cli.main(["eval", "asr", "--ref", str(t / "a.stm"), str(t / "b.stm"), "--hyp", str(t / "a.vtt")]) == 1
     assert "paired in order" in capsys.readouterr().err
-    assert eval_main(["eval", "asr", "--ref", str(t / "missing.stm"), "--hyp", str(t / "a.vtt")]) == 1
+    assert cli.main(["eval", "asr", "--ref", str(t / "missing.stm"), "--hyp", str(t / "a.vtt")]) == 1
     assert "no such file" in capsys.readouterr().err
 
 
-def test_eval_cli_runs_as_a_module(transcripts):
+def test_eval_runs_as_a_command(transcripts):
     t = transcripts
-    ok = subprocess.run([sys.executable, "-m", "pipeline.devtools.eval_cli", "eval", "asr", "--ref", str(t / "a.stm"),
+    ok = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", "asr", "--ref", str(t / "a.stm"),
                          "--hyp", str(t / "a.vtt"), "--json"], capture_output=True, text=True)
     assert ok.returncode == 0 and json.loads(ok.stdout)["total"]["substitutions"] == 1
-    bad = subprocess.run([sys.executable, "-m", "pipeline.devtools.eval_cli", "eval", "diarization", "--ref", str(t / "x.rttm"),
+    bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", "diarization", "--ref", str(t / "x.rttm"),
                           "--hyp", str(t / "y.rttm")], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stdout == "" and "no such file" in bad.stderr

@@ -14,17 +14,12 @@ import soundfile as sf
 
 from pipeline import metadata as call_metadata
 from pipeline.devtools.evaluation import identifier_leaked, load_rttm, load_stm
-from pipeline.devtools.synth import (
-    SyntheticCall,
-    _pick_voices,
-    generate_call,
-    generate_demo_set,
-    generate_long_call,
-    generate_test_set,
-    luhn_check_digit,
-    render_call,
-    write_bad_inputs,
-)
+from pipeline.devtools.synth.bad_inputs import write_bad_inputs
+from pipeline.devtools.synth.call_sets import generate_demo_set, generate_test_set
+from pipeline.devtools.synth.calls import SyntheticCall, generate_call, render_call
+from pipeline.devtools.synth.identifiers import luhn_check_digit
+from pipeline.devtools.synth.long_call import generate_long_call
+from pipeline.devtools.synth.voices import pick_voices
 
 ANGRY_WORDS = ("ridiculous", "furious", "worst")
 
@@ -272,7 +267,7 @@ def test_stereo_snr_holds_per_channel():
 def test_no_two_speakers_in_a_call_share_a_voice():
     for seed in range(24):
         for n in (2, 3, 4):
-            voices = _pick_voices(np.random.default_rng(seed), seed, n)
+            voices = pick_voices(np.random.default_rng(seed), seed, n)
             assert len({v.name for v in voices.values()}) == n, (seed, n, voices)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import metadata as call_metadata
 from pipeline.devtools.evaluation import load_rttm
-from pipeline.devtools.synth import render_call
+from pipeline.devtools.synth.calls import render_call
 from pipeline.devtools.synth_video import VideoCallTruth, generate_video_call, mouth_openings, tile_boxes
 
 FPS = 10

@@ -10,8 +10,10 @@ import pytest
 from pyannote.core import Segment
 
 from pipeline.devtools.evaluation import der_from_files, load_rttm, wer_from_files
+from pipeline.call.analyze import STAGES
 from pipeline.schemas import TABLES
-from pipeline.devtools.synth import generate_call, write_bad_inputs
+from pipeline.devtools.synth.bad_inputs import write_bad_inputs
+from pipeline.devtools.synth.calls import generate_call
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "pipeline.cli"]
@@ -35,6 +37,11 @@ def test_cli_writes_the_contracted_outputs(analysed):
     assert manifest["status"] == "ok" and manifest["reason"] is None
     assert len(manifest["sha256"]) == 64 and manifest["versions"]["transcription"].startswith("tiny.en")
     assert set(manifest["stage_seconds"]) >= {"decode", "speech_activity", "diarization", "transcription", "fusion"}
+    # Every timed stage describes itself (pipeline.stages.contract): no row falls back to a guess.
+    metrics = {m["stage"]: m for m in pq.read_table(out / "tables" / "stage_metrics.parquet").to_pylist()}
+    assert set(metrics) == set(manifest["stage_seconds"]) and set(metrics) <= {s.name for s in STAGES}
+    assert metrics["transcription"]["model_version"] == manifest["versions"]["transcription"]
+    assert metrics["voice_features"]["backend"] == metrics["voice_affect"]["backend"] == "opensmile-egemaps"
     for name, schema in TABLES.items():
         table = pq.read_table(out / "tables" / f"{name}.parquet")
         assert table.schema.equals(schema, check_metadata=False), name

@@ -1,6 +1,6 @@
 """``make demo`` end to end: real S3 endpoint, real analysis on Ray, the nightly DAG, the marts.
 
-The demo runs in its own process (``python -m pipeline.devtools.demo``, i.e. run_demo) as ``make demo``
+The demo runs in its own process (``callaffect demo``, i.e. run_demo) as ``make demo``
 does: Airflow fixes its configuration at first import and the demo brings its own Airflow home,
 S3 endpoint and Ray cluster, which must not meet this session's.
 """
@@ -24,7 +24,7 @@ BAD = {"empty", "truncated", "not_media"}
 def test_demo_runs_one_call_and_bad_inputs_end_to_end(tmp_path):
     workdir = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.devtools.demo", "--workdir", str(workdir), "--n-calls", "1"],
+        [sys.executable, "-m", "pipeline.cli", "demo", "--workdir", str(workdir), "--n-calls", "1"],
         capture_output=True, text=True, timeout=600,
     )
     out = proc.stdout

@@ -26,7 +26,7 @@ from pipeline.call.analyze import analyze_call
 from pipeline.storage.media import decode_audio
 from pipeline.settings import Settings, VadSettings
 from pipeline.stages.audio import speech_activity
-from pipeline.devtools.synth import generate_call
+from pipeline.devtools.synth.calls import generate_call
 
 EVAL_QUALITY = Path(__file__).resolve().parents[2] / "bench" / "eval_quality.py"
 # The end-to-end call: a single silero pass over its customer's channel covers 79 % of the

@@ -146,7 +146,7 @@ def test_a_video_with_no_face_on_screen_reads_no_face_and_says_so(tmp_path):
     analysed from its audio as usual."""
     import subprocess
 
-    from pipeline.devtools.synth import generate_call
+    from pipeline.devtools.synth.calls import generate_call
 
     call = generate_call(tmp_path, "wall", seed=4)
     video = tmp_path / "wall.mp4"

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.storage import object_store
-from pipeline.call.analyze import CallResult
+from pipeline.call.exports import CallResult
 from pipeline.jobs.batch import (
     WORK_ROOT,
     _owner_alive,
@@ -29,8 +29,7 @@ from pipeline.jobs.batch import (
     run_batch,
     settings_from_dict,
 )
-from pipeline.storage.curated import list_manifests
-from pipeline.storage.layout import manifest_key, table_key
+from pipeline.storage.curated import CuratedStore, manifest_key, table_key
 from pipeline.manifest import CallManifest
 from pipeline.schemas import to_table
 
@@ -130,7 +129,7 @@ def test_batch_commits_every_call_and_reruns_change_nothing(settings, ray_local,
         "boom-1": "internal error: RuntimeError: model exploded",
     }
     assert report.failed == {"flaky-1": "ConnectionError: injected S3 failure"}
-    manifests = {m.call_id: m for m in list_manifests(settings)}
+    manifests = {m.call_id: m for _, m in CuratedStore(settings).manifests()}
     assert set(manifests) == {"good-0", "good-1", "good-2", "bad-1", "boom-1"}
     assert not [d for d in WORK_ROOT.iterdir() if _owner_alive(d)]  # scratch cleaned
 
@@ -236,7 +235,8 @@ def test_plain_data_round_trips(settings):
 @pytest.mark.e2e
 def test_batch_with_real_analysis(settings, ray_local, tmp_path):
     """The real analyze_call on Ray: a generated two-speaker call commits, bad inputs quarantine."""
-    from pipeline.devtools.synth import generate_call, write_bad_inputs
+    from pipeline.devtools.synth.bad_inputs import write_bad_inputs
+    from pipeline.devtools.synth.calls import generate_call
 
     s3 = settings.s3
     client = object_store.s3_client(s3)
@@ -249,7 +249,7 @@ def test_batch_with_real_analysis(settings, ray_local, tmp_path):
     assert report.ok == ["synth-e2e"] and report.failed == {}
     assert set(report.quarantined) == {"empty", "truncated", "not_media", "silent"}
     assert all(reason and "internal error" not in reason for reason in report.quarantined.values())
-    [manifest] = [m for m in list_manifests(settings) if m.status == "ok"]
+    [manifest] = [m for _, m in CuratedStore(settings).manifests() if m.status == "ok"]
     expected = {"calls", "speaker_turns", "utterances", "speaker_affect", "qa_flags", "stage_metrics"}
     assert expected <= set(manifest.table_keys)
     assert manifest.sha256 and manifest.stage_seconds["transcription"] > 0

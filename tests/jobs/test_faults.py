@@ -31,10 +31,10 @@ from s3_fault_proxy import FaultProxy
 from pipeline import cli
 from pipeline.storage import object_store
 from pipeline import metadata as call_metadata
-from pipeline.call.analyze import CallResult
+from pipeline.call.exports import CallResult
 from pipeline.jobs.batch import WORK_ROOT, discover, process_recording, run_batch
-from pipeline.storage.curated import list_manifests
-from pipeline.storage.layout import RawRecording, classify_raw_key, manifest_key, table_key, valid_call_id
+from pipeline.storage.curated import CuratedStore, manifest_key, table_key
+from pipeline.storage.keys import RawRecording, classify_raw_key, valid_call_id
 from pipeline.manifest import CallManifest
 from pipeline.jobs.marts import build_marts
 from pipeline.jobs.quality_gate import gate_committed_calls
@@ -386,7 +386,7 @@ def test_two_batches_at_once_commit_every_call_exactly_once(settings, ray_local,
     assert sorted(a.ok + b.ok) == calls and not set(a.ok) & set(b.ok)
     assert sorted(_analyses(settings)) == calls  # each analysed once: the other batch skipped it
     assert set(a.busy) | set(a.skipped) | set(b.busy) | set(b.skipped) <= set(calls)
-    assert {m.call_id: m.status for m in list_manifests(settings)} == dict.fromkeys(calls, "ok")
+    assert {m.call_id: m.status for _, m in CuratedStore(settings).manifests()} == dict.fromkeys(calls, "ok")
     client = object_store.s3_client(settings.s3)
     assert not list(object_store.list_objects(client, settings.s3.curated_bucket, f"{settings.s3.ops_prefix}leases/"))
 

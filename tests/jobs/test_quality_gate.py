@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from factories import curated_objects, make_call_tables, set_values, write_local
 
-from pipeline.storage.layout import manifest_key, table_key
+from pipeline.storage.curated import manifest_key, table_key
 from pipeline.manifest import CallManifest
 from pipeline.jobs.quality_gate import SUITE, gate_call_tables, gate_committed_calls
 from pipeline.settings import Settings

@@ -11,9 +11,9 @@ import pytest
 from factories import make_call_tables, set_values
 
 from pipeline.storage import object_store
-from pipeline.call.analyze import CallResult
+from pipeline.call.exports import CallResult
 from pipeline.jobs.batch import discover_pending, process_recording
-from pipeline.storage.curated import read_manifest
+from pipeline.storage.curated import CuratedStore
 from pipeline.manifest import CallManifest
 from pipeline.jobs.quality_gate import gate_committed_calls
 from pipeline.jobs.retention import run_retention
@@ -95,7 +95,7 @@ def test_retention_deletes_only_processed_old_media_and_logs_it(settings):
     # Derived output is kept; only the ops log was added.
     curated_after = _curated(settings)
     assert {k: v for k, v in curated_after.items() if not k.startswith(settings.s3.ops_prefix)} == curated_before
-    assert read_manifest(settings, OLD, "old-ok").status == "ok"
+    assert CuratedStore(settings).read_manifest(OLD, "old-ok").status == "ok"
 
     logs = _curated(settings, f"{settings.s3.ops_prefix}retention/")
     assert len(logs) == 2 and report.log_key in logs and dry.log_key in logs

@@ -1,0 +1,1 @@
+"""Stages that read audio: channel layout, speech activity, diarization, transcription."""

@@ -8,8 +8,9 @@ parties are on both channels are analysed as a mono mix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from pipeline.records import ChannelLayout
+from pipeline.stages import contract
+
 
 import numpy as np
 from pyannote.core import Segment, Timeline
@@ -19,12 +20,6 @@ _SILENT_RMS = 1e-4  # about -80 dBFS: a dead channel
 _DUAL_MONO_CORRELATION = 0.9
 _DOMINANCE_DB = 6.0
 _MIN_DOMINANT_SHARE = 0.6
-
-
-@dataclass(frozen=True)
-class ChannelLayout:
-    kind: Literal["mono", "stereo"]
-    reason: str
 
 
 def _frame_rms(x: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -69,3 +64,6 @@ def drop_crosstalk(
         if 20 * np.log10(other_rms / own_rms) <= margin_db:
             kept.append(Segment(seg.start, seg.end))
     return Timeline(kept)
+
+
+STAGE = contract.Stage("channels", backend=contract.fixed("energy-rules"), run=detect_layout)

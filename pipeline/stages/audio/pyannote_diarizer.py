@@ -28,9 +28,9 @@ from pyannote.core import Annotation, Segment
 
 from pipeline.storage.model_store import resolve_model_path
 from pipeline.settings import Settings
-from pipeline.stages.audio.diarization import SpeakerHints, _rename_by_first_appearance
+from pipeline.stages.audio.embedded_diarizer import rename_by_first_appearance
+from pipeline.records import SpeakerHints
 
-BACKEND = "pyannote"
 _CONFIG = "config.yaml"
 _MODEL_FILE = "pytorch_model.bin"  # what Model.from_pretrained looks for in a directory
 _PLDA_FILES = ("xvec_transform.npz", "plda.npz")  # what PLDA.from_pretrained looks for
@@ -237,4 +237,4 @@ def diarize_pyannote(
     # 4.x returns DiarizeOutput; a config with ``legacy: true`` returns the Annotation itself.
     annotation = output if isinstance(output, Annotation) else output.speaker_diarization
     duration = len(samples) / sample_rate
-    return _rename_by_first_appearance(annotation.crop(Segment(0.0, duration), mode="intersection"))
+    return rename_by_first_appearance(annotation.crop(Segment(0.0, duration), mode="intersection"))

@@ -20,8 +20,8 @@ import numpy as np
 from pyannote.core import Segment, Timeline
 
 from pipeline.settings import VadSettings
+from pipeline.stages import contract
 
-BACKEND = "silero-vad-onnx"
 RESET_EVERY_S = 4.0
 WARM_UP_S = 1.0
 
@@ -93,3 +93,9 @@ def _restarted_probabilities(model, audio: np.ndarray, sample_rate: int) -> list
         out[:, t] = model(torch.from_numpy(np.ascontiguousarray(rows[:, t])), sample_rate).numpy().reshape(-1)
     model.reset_states()
     return out[:, warm:].reshape(-1)[:n].astype(float).tolist()
+
+
+STAGE = contract.Stage(
+    "speech_activity", backend=contract.fixed("silero-vad-onnx"), run=detect_speech,
+    model_key="speech_activity", model_version=lambda settings: model_version(),
+)

@@ -29,13 +29,14 @@ import gzip
 import itertools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pyannote.core import Timeline
 
 from pipeline.settings import TranscriptionSettings
+from pipeline.records import Word
+from pipeline.stages import contract
 
 BACKENDS = ("faster-whisper", "openai-whisper")
 DEFAULT_OPENAI_CHECKPOINT = "tiny.en"
@@ -45,14 +46,6 @@ CUT_SEARCH_SAMPLES = 5 * SAMPLE_RATE  # where a window may end: its last 5 s
 BEST_OF = 5  # samples per decode at temperature > 0 (faster-whisper's default, used by both)
 
 Resolver = Callable[[str], Path]
-
-
-@dataclass(frozen=True)
-class Word:
-    start: float
-    end: float
-    text: str  # with its leading space as Whisper emits it, stripped on output
-    probability: float
 
 
 def embedded_model_path() -> Path:
@@ -396,3 +389,9 @@ def _transcribe_openai_whisper(samples, pieces, path: Path, settings: Transcript
                     if w["word"].strip()
                 )
     return words
+
+
+STAGE = contract.Stage(
+    "transcription", backend=lambda s: s.transcription.backend, run=transcribe, model_key="transcription",
+    model_version=lambda s: model_version(s.transcription), device=lambda s: contract.torch_device(s.transcription.device),
+)

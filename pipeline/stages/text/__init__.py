@@ -1,0 +1,1 @@
+"""Stages that read the transcript: attribution, PII redaction, roles, conversation metrics, text affect."""

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pipeline.records import Utterance, Word
+from pipeline.stages import contract
+
 
 import numpy as np
 from pyannote.core import Annotation
 
-from pipeline.stages.audio.transcription import Word
 
 UNKNOWN_SPEAKER = "UNKNOWN"
-
-
-@dataclass(frozen=True)
-class Utterance:
-    utterance_id: int
-    speaker: str
-    start: float
-    end: float
-    words: tuple[Word, ...]
-
-    @property
-    def text(self) -> str:
-        return " ".join(w.text.strip() for w in self.words)
-
-    @property
-    def asr_confidence(self) -> float:
-        return sum(w.probability for w in self.words) / len(self.words)
 
 
 class TurnIndex:
@@ -79,3 +63,6 @@ def build_utterances(words: list[Word], turns: Annotation, max_pause_s: float = 
 
 def _utterance(index: int, speaker: str, words: list[Word]) -> Utterance:
     return Utterance(index, speaker, words[0].start, max(w.end for w in words), tuple(words))
+
+
+STAGE = contract.Stage("attribution", backend=contract.fixed("python"), run=build_utterances)

@@ -8,31 +8,12 @@ at the very end of a turn is not an interruption).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pipeline.records import CallMetrics, SpeakerMetrics, Utterance
+from pipeline.stages import contract
+
 
 from pyannote.core import Annotation
 
-from pipeline.stages.text.attribution import Utterance
-
-
-@dataclass(frozen=True)
-class SpeakerMetrics:
-    speaker: str
-    talk_s: float
-    talk_share: float
-    n_turns: int
-    n_words: int
-    words_per_minute: float | None
-    interruptions_made: int
-    interruptions_received: int
-    longest_monologue_s: float
-
-
-@dataclass(frozen=True)
-class CallMetrics:
-    non_talk_s: float
-    overlap_s: float
-    speakers: list[SpeakerMetrics]
 
 
 def conversation_metrics(
@@ -80,3 +61,6 @@ def conversation_metrics(
         overlap_s=round(turns.get_overlap().duration(), 3),
         speakers=rows,
     )
+
+
+STAGE = contract.Stage("conversation", backend=contract.fixed("python"), run=conversation_metrics)

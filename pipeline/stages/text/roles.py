@@ -10,13 +10,14 @@ among the others the customer, anyone else ``other``. Metadata ``{"roles": {"SPE
 
 from __future__ import annotations
 
+from pipeline.records import RoleAssignment, Utterance
+from pipeline.stages import contract
+
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from pyannote.core import Annotation
 
-from pipeline.stages.text.attribution import Utterance
 
 AGENT, CUSTOMER, OTHER = "agent", "customer", "other"
 _AGENT_PHRASES = re.compile(
@@ -30,13 +31,6 @@ _CUSTOMER_PHRASES = re.compile(
     r"|i('ve| have) been (waiting|trying|charged)|i want (to|a refund)|can you (help|fix|tell) me",
     re.IGNORECASE,
 )
-
-
-@dataclass(frozen=True)
-class RoleAssignment:
-    roles: dict[str, str]  # speaker -> role
-    agent_confidence: float
-    source: str  # "metadata", "channel_map", "channel_cues" or "cues"
 
 
 def _cue_scores(speakers: list[str], turns: Annotation, utterances: list[Utterance]) -> dict[str, float]:
@@ -105,3 +99,6 @@ def _roles_by_channel(
     roles = {s: AGENT if speaker_channel[s] == agent_channel else CUSTOMER for s in speakers}
     second = per_channel[ranked[1]] if len(ranked) > 1 else 0.0
     return RoleAssignment(roles, _confidence(per_channel[agent_channel], second), "channel_cues")
+
+
+STAGE = contract.Stage("roles", backend=contract.fixed("python"), run=assign_roles)

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
+from pipeline.records import TextValence, Utterance
+from pipeline.stages import contract
+
 import functools
-from dataclasses import dataclass
-
-from pipeline.stages.text.attribution import Utterance
-
-BACKEND = "vader"
 
 
-@dataclass(frozen=True)
-class TextValence:
-    utterance_id: int
-    valence: float
-    confidence: float
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,3 +34,9 @@ def score_utterances(utterances: list[Utterance]) -> list[TextValence]:
         confidence = min(1.0, n_words / 8.0) * (0.4 + 0.6 * min(1.0, 2.0 * lexical)) * u.asr_confidence
         out.append(TextValence(u.utterance_id, float(scores["compound"]), round(float(confidence), 4)))
     return out
+
+
+STAGE = contract.Stage(
+    "text_affect", backend=contract.fixed("vader"), run=score_utterances,
+    model_key="text_affect", model_version=lambda settings: model_version(),
+)

@@ -1,0 +1,1 @@
+"""Stages that read video: the face branch (frames, faces, tracks, speaker links, expressions)."""

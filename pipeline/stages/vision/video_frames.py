@@ -17,6 +17,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from pipeline.stages import contract
+
 
 class VideoError(Exception):
     """The video stream cannot be read; the message is a one-line reason."""
@@ -112,3 +114,7 @@ def sample_frames(path: str | Path, fps: float = 5.0, max_side: int | None = 640
                 next_t = max(next_t + step, math.floor((t + tolerance) / step) * step + step)
     except av.error.FFmpegError as exc:
         raise VideoError(f"corrupt video at frame {index}: {' '.join(str(exc).split())[:200]}") from None
+
+
+# A part of the face branch's one pass over the video, timed inside it.
+STAGE = contract.Stage("video_decode", backend=contract.fixed("pyav"))

@@ -1,0 +1,1 @@
+"""Stages that read the voice: prosody features and arousal."""

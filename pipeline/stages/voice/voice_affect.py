@@ -9,29 +9,16 @@ head, and a number we cannot stand behind is worse than a missing one.
 
 from __future__ import annotations
 
+from pipeline.records import SpeakerWindow, VoiceArousal, VoiceFrames
+from pipeline.stages import contract
+
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 from pyannote.core import Annotation
 
 BACKEND = "opensmile-egemaps"
 _FRAME_S = 0.01
-
-
-@dataclass(frozen=True)
-class VoiceFrames:
-    """Per-10 ms eGeMAPS low-level descriptors (only what the arousal estimate uses)."""
-
-    loudness: np.ndarray
-    f0_semitones: np.ndarray  # 0 where unvoiced
-    hop_s: float = _FRAME_S
-
-
-@dataclass(frozen=True)
-class VoiceArousal:
-    arousal: float | None
-    confidence: float
 
 
 @functools.lru_cache(maxsize=1)
@@ -61,7 +48,7 @@ def extract_frames(samples: np.ndarray, sample_rate: int, chunk_s: float = 300.0
         keep = slice((start - begin) // hop, (start - begin) // hop + chunk // hop)
         loudness.append(frames["Loudness_sma3"].to_numpy(np.float32)[keep])
         pitch.append(frames["F0semitoneFrom27.5Hz_sma3nz"].to_numpy(np.float32)[keep])
-    return VoiceFrames(loudness=np.concatenate(loudness), f0_semitones=np.concatenate(pitch))
+    return VoiceFrames(loudness=np.concatenate(loudness), f0_semitones=np.concatenate(pitch), hop_s=_FRAME_S)
 
 
 def _speaker_mask(frames: VoiceFrames, turns: Annotation, speaker: str) -> np.ndarray:
@@ -78,9 +65,9 @@ def _robust_z(value: float, reference: np.ndarray) -> float:
 
 
 def score_windows(
-    frames: VoiceFrames, turns: Annotation, windows: list[tuple[str, float, float]]
+    frames: VoiceFrames, turns: Annotation, windows: list[SpeakerWindow]
 ) -> list[VoiceArousal]:
-    """Arousal per (speaker, start, end) window, from that speaker's frames only."""
+    """Arousal per speaker window, from that speaker's frames only."""
     masks = {s: _speaker_mask(frames, turns, s) for s in turns.labels()}
     baselines = {}
     for speaker, mask in masks.items():
@@ -89,7 +76,8 @@ def score_windows(
             baselines[speaker] = (frames.loudness[mask], frames.f0_semitones[voiced])
 
     out = []
-    for speaker, start, end in windows:
+    for window in windows:
+        speaker, start, end = window.speaker, window.start, window.end
         if speaker not in baselines:
             out.append(VoiceArousal(None, 0.0))
             continue
@@ -113,3 +101,14 @@ def score_windows(
         coverage = min(1.0, voiced.sum() / 150.0)  # >= 1.5 s voiced speech -> full weight
         out.append(VoiceArousal(round(arousal, 4), round(0.8 * coverage, 4)))
     return out
+
+
+# Two timed steps: the call's frames once per channel, then the windows' arousal from them.
+FEATURES_STAGE = contract.Stage(
+    "voice_features", backend=contract.fixed(BACKEND), run=extract_frames,
+    model_key="voice_affect", model_version=lambda settings: model_version(),
+)
+STAGE = contract.Stage(
+    "voice_affect", backend=contract.fixed(BACKEND), run=score_windows,
+    model_key="voice_affect", model_version=lambda settings: model_version(),
+)

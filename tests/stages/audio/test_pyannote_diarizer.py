@@ -21,8 +21,8 @@ from pipeline.storage import object_store
 from pipeline.storage.media import decode_audio
 from pipeline.settings import DiarizationSettings, ModelStoreSettings, Settings
 from pipeline.stages.audio import pyannote_diarizer as pd
-from pipeline.stages.audio.diarization import SpeakerHints
-from pipeline.devtools.synth import generate_call
+from pipeline.devtools.synth.calls import generate_call
+from pipeline.records import SpeakerHints
 
 EXCERPT_S = 20.0  # both parties speak in it; keeps inference to seconds on 2 cores
 
@@ -219,7 +219,7 @@ def test_device_setting():
 
 def test_analyze_call_runs_the_pyannote_backend_when_configured(pipeline_dir, call_audio, tmp_path):
     from pipeline.call.analyze import analyze_call
-    from pipeline.devtools.synth import generate_call
+    from pipeline.devtools.synth.calls import generate_call
 
     call = generate_call(tmp_path, "pyan", seed=1, n_speakers=2)
     result = analyze_call(call.audio_path, "pyan", settings=_settings(str(pipeline_dir)))

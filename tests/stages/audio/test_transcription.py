@@ -35,8 +35,9 @@ from pipeline.storage.model_store import resolve_model_path
 from pipeline.settings import ModelStoreSettings, TranscriptionSettings, VadSettings
 from pipeline.stages.audio import transcription
 from pipeline.stages.audio.speech_activity import detect_speech
-from pipeline.stages.audio.transcription import Word, embedded_model_path
-from pipeline.devtools.synth import generate_call
+from pipeline.stages.audio.transcription import embedded_model_path
+from pipeline.devtools.synth.calls import generate_call
+from pipeline.records import Word
 
 SR = 16000
 

@@ -13,14 +13,8 @@ import numpy as np
 import pytest
 
 from pipeline.settings import RedactionSettings
-from pipeline.stages.text.attribution import Utterance
-from pipeline.stages.text.redaction import (
-    RedactedSpan,
-    redact_text,
-    redact_utterances,
-    silence_spans,
-)
-from pipeline.stages.audio.transcription import Word
+from pipeline.stages.text.redaction import redact_text, redact_utterances, silence_spans
+from pipeline.records import RedactedSpan, Utterance, Word
 
 ON = RedactionSettings()
 
@@ -540,7 +534,6 @@ def test_silence_spans_on_two_channels_and_integer_samples_and_edges():
 
 def _spoken(i, speaker, start, text):
     """An utterance whose words are 0.3 s apart."""
-    from pipeline.stages.audio.transcription import Word
 
     return Utterance(i, speaker, start, start + 3, tuple(Word(start + k * 0.3, start + k * 0.3 + 0.25, " " + w, 0.9)
                                                       for k, w in enumerate(text.split())))

@@ -1,12 +1,11 @@
-"""Where things live in the buckets. One place, so the batch, the marts and retention agree.
+"""Where raw recordings and ops records live in the buckets. One place, so the batch, the leases
+and retention agree (the curated tables and manifests: pipeline.storage.curated).
 
-raw:      <raw_prefix><YYYY-MM-DD>/<call_id>.<ext>      (+ optional <call_id>.json metadata)
-curated:  <curated_prefix><table>/date=<YYYY-MM-DD>/call_id=<call_id>/part-0.parquet
-          <curated_prefix>_manifests/date=<YYYY-MM-DD>/call_id=<call_id>/_manifest.json
-ops:      <ops_prefix>leases/date=<d>/call_id=<id>.json     who is analysing the call now
-          <ops_prefix>failures/date=<d>/call_id=<id>.json   runs that failed to commit it
-          <ops_prefix>ignored/<sha1 of the raw key>.json     raw objects that are not recordings
-Partition keys are Hive style, so DuckDB's read_parquet(..., hive_partitioning=true) sees them.
+raw bucket:      <raw_prefix><YYYY-MM-DD>/<call_id>.<ext>   (+ optional <call_id>.json metadata)
+curated bucket:  <ops_prefix>leases/date=<d>/call_id=<id>.json       who is analysing the call now
+                 <ops_prefix>failures/date=<d>/call_id=<id>.json     runs that failed to commit it
+                 <ops_prefix>ignored/<sha1 of the raw key>.json       raw objects that are not recordings
+                 <ops_prefix>retention/date=<d>/deletions-<time>.jsonl  what retention deleted
 """
 
 from __future__ import annotations
@@ -15,9 +14,8 @@ import hashlib
 import posixpath
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
-MANIFESTS = "_manifests"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
@@ -96,22 +94,6 @@ def _valid_date(text: str) -> bool:
     return True
 
 
-def table_key(curated_prefix: str, table: str, call_date: str, call_id: str) -> str:
-    return f"{curated_prefix}{table}/date={call_date}/call_id={call_id}/part-0.parquet"
-
-
-def manifest_key(curated_prefix: str, call_date: str, call_id: str) -> str:
-    return f"{curated_prefix}{MANIFESTS}/date={call_date}/call_id={call_id}/_manifest.json"
-
-
-def parse_manifest_key(key: str, curated_prefix: str) -> tuple[str, str] | None:
-    """manifest key -> (call_date, call_id)."""
-    m = re.match(
-        re.escape(curated_prefix) + MANIFESTS + r"/date=(\d{4}-\d{2}-\d{2})/call_id=([^/]+)/_manifest\.json$", key
-    )
-    return (m.group(1), m.group(2)) if m else None
-
-
 def lease_key(ops_prefix: str, call_date: str, call_id: str) -> str:
     return f"{ops_prefix}leases/date={call_date}/call_id={call_id}.json"
 
@@ -123,3 +105,7 @@ def failures_key(ops_prefix: str, call_date: str, call_id: str) -> str:
 def ignored_key(ops_prefix: str, raw_key: str) -> str:
     # Hashed: a raw key may hold any character, an ops key must stay plain.
     return f"{ops_prefix}ignored/{hashlib.sha1(raw_key.encode()).hexdigest()}.json"
+
+
+def retention_log_key(ops_prefix: str, stamp: datetime) -> str:
+    return f"{ops_prefix}retention/date={stamp:%Y-%m-%d}/deletions-{stamp:%Y%m%dT%H%M%S%fZ}.jsonl"

@@ -1,4 +1,4 @@
-from pipeline.storage.layout import manifest_key, parse_manifest_key, parse_raw_key, table_key
+from pipeline.storage.keys import parse_raw_key
 
 
 def test_raw_keys():
@@ -13,10 +13,3 @@ def test_raw_keys():
 
 def test_non_media_extension_still_counts_so_it_gets_quarantined():
     assert parse_raw_key("recordings/2026-11-20/notes.txt", "recordings/").call_id == "notes"
-
-
-def test_curated_keys_are_hive_partitioned_and_round_trip():
-    assert table_key("", "utterances", "2026-11-20", "c1") == "utterances/date=2026-11-20/call_id=c1/part-0.parquet"
-    key = manifest_key("curated/", "2026-11-20", "c1")
-    assert parse_manifest_key(key, "curated/") == ("2026-11-20", "c1")
-    assert parse_manifest_key("curated/_manifests/date=2026-11-20/call_id=c1/other.json", "curated/") is None

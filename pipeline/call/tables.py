@@ -1,0 +1,244 @@
+"""One call's tables: a ``CallAnalysis`` in, one row builder per table, Arrow tables out.
+
+Each builder reads only the analysis; the schemas are ``pipeline.schemas``. Rows carry the
+speaker's role so analysts never join to find out whose affect a row is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+from pyannote.core import Annotation
+
+from pipeline.manifest import CallManifest
+from pipeline.metadata import Consent
+from pipeline.records import (
+    AffectWindow,
+    CallMetrics,
+    ChannelLayout,
+    FaceBranchResult,
+    Flag,
+    RedactedSpan,
+    RoleAssignment,
+    TextValence,
+    Utterance,
+)
+from pipeline.schemas import to_table
+from pipeline.stages import flags
+from pipeline.stages.contract import StageInfo
+from pipeline.stages.vision.face_branch import EMOTIONS
+from pipeline.storage.media import MediaInfo
+
+
+@dataclass(frozen=True)
+class CallAnalysis:
+    """Everything one analysed call's tables are built from."""
+
+    call_id: str
+    call_date: str
+    manifest: CallManifest  # source, pipeline version and settings fingerprint
+    media: MediaInfo
+    duration_s: float
+    speech_s: float
+    layout: ChannelLayout
+    turns: Annotation
+    utterances: list[Utterance]
+    redacted: list[RedactedSpan]
+    roles: RoleAssignment
+    talk: CallMetrics
+    consent: Consent
+    text_scores: list[TextValence]
+    affect: list[AffectWindow]
+    flags: list[Flag]
+    faces: FaceBranchResult | None  # None when the face branch did not run
+    face_basis: str  # why the face branch ran or not (consent, settings, no video)
+    stage_seconds: dict[str, float]
+    stage_info: dict[str, StageInfo]
+    versions: dict[str, str]
+    processed_at: dt.datetime
+
+    def role_of(self, speaker: str | None, default: str | None = None) -> str | None:
+        return self.roles.roles.get(speaker, default) if speaker else default
+
+
+def call_rows(a: CallAnalysis) -> list[dict]:
+    return [{
+        "call_id": a.call_id,
+        "call_date": dt.date.fromisoformat(a.call_date),
+        "source_uri": a.manifest.source_uri,
+        "sha256": a.media.sha256,
+        "duration_s": round(a.duration_s, 3),
+        "source_sample_rate": a.media.source_sample_rate,
+        "source_channels": a.media.source_channels,
+        "has_video": a.media.has_video,
+        "speech_s": round(a.speech_s, 3),
+        "num_speakers": len(a.turns.labels()),
+        "language": "en",
+        "processed_at": a.processed_at,
+        "pipeline_version": a.manifest.pipeline_version,
+        "settings_fingerprint": a.manifest.settings_fingerprint,
+        "non_talk_s": a.talk.non_talk_s,
+        "overlap_s": a.talk.overlap_s,
+        "channel_layout": a.layout.kind,
+    }]
+
+
+def speaker_turn_rows(a: CallAnalysis) -> list[dict]:
+    return [
+        {"call_id": a.call_id, "speaker": label, "role": a.role_of(label), "start_s": round(seg.start, 3), "end_s": round(seg.end, 3)}
+        for seg, _, label in sorted(a.turns.itertracks(yield_label=True), key=lambda t: (t[0].start, t[2]))
+    ]
+
+
+def utterance_rows(a: CallAnalysis) -> list[dict]:
+    text_by_id = {t.utterance_id: t.valence for t in a.text_scores}
+    return [
+        {
+            "call_id": a.call_id, "utterance_id": u.utterance_id, "speaker": u.speaker,
+            "role": a.role_of(u.speaker, "other"), "start_s": round(u.start, 3), "end_s": round(u.end, 3),
+            "text": u.text, "n_words": len(u.words), "asr_confidence": round(u.asr_confidence, 4),
+            "text_valence": text_by_id.get(u.utterance_id),
+        }
+        for u in a.utterances
+    ]
+
+
+def speaker_affect_rows(a: CallAnalysis) -> list[dict]:
+    return [
+        {
+            "call_id": a.call_id, "speaker": w.speaker, "role": a.role_of(w.speaker), "start_s": w.start, "end_s": w.end,
+            "valence": w.valence, "arousal": w.arousal, "confidence": w.confidence, "text_valence": w.text_valence,
+            "voice_valence": w.voice_valence, "voice_arousal": w.voice_arousal, "modalities": ",".join(w.modalities),
+            "face_valence": w.face_valence, "face_arousal": w.face_arousal,
+        }
+        for w in a.affect
+    ]
+
+
+def qa_flag_rows(a: CallAnalysis) -> list[dict]:
+    return [
+        {
+            "call_id": a.call_id, "flag_id": f.flag_id, "flag_type": flags.FLAG_TYPE, "speaker": f.speaker,
+            "role": a.role_of(f.speaker), "start_s": round(f.start, 3), "end_s": round(f.end, 3), "score": f.score,
+            "confidence": f.confidence, "mean_valence": f.mean_valence, "mean_arousal": f.mean_arousal,
+            "evidence": f.evidence, "rule_version": flags.RULE_VERSION,
+        }
+        for f in a.flags
+    ]
+
+
+def stage_metric_rows(a: CallAnalysis) -> list[dict]:
+    duration = max(a.duration_s, 1e-6)
+    unknown = StageInfo("python", None, "cpu")
+    rows = []
+    for stage, secs in a.stage_seconds.items():
+        info = a.stage_info.get(stage, unknown)
+        rows.append({
+            "call_id": a.call_id, "stage": stage, "seconds": secs, "real_time_factor": round(secs / duration, 5),
+            "device": info.device, "backend": info.backend, "model_version": a.versions.get(info.model_key or ""),
+        })
+    return rows
+
+
+def audit_rows(a: CallAnalysis) -> list[dict]:
+    """Every inference performed or withheld, per speaker, with its basis (consent, links)."""
+    linked = {t.speaker: t for t in sorted(a.faces.tracks, key=lambda t: -t.link_confidence) if t.speaker is not None} if a.faces else {}
+
+    def face_inference(speaker: str) -> tuple[bool, str]:
+        if a.faces is None:
+            return False, a.face_basis
+        track = linked.get(speaker)
+        if track is None:
+            return False, f"{a.face_basis}; no face track linked to this speaker"
+        return True, f"{a.face_basis}; face track {track.track_id} linked (confidence {track.link_confidence:.2f})"
+
+    consent = a.consent
+    inferences = (  # (what, performed, why, model) per speaker
+        lambda s: ("text_valence", consent.text_affect, f"consent.text_affect={consent.text_affect}", a.versions["text_affect"]),
+        lambda s: ("voice_arousal", consent.voice_affect, f"consent.voice_affect={consent.voice_affect}", a.versions["voice_affect"]),
+        lambda s: ("face_expression", *face_inference(s), a.versions.get("face_expression")),
+    )
+    rows = [
+        {
+            "call_id": a.call_id, "inference": inference, "subject": speaker, "role": a.role_of(speaker),
+            "performed": performed, "basis": basis, "model": model if performed else None, "recorded_at": a.processed_at,
+        }
+        for speaker in sorted(a.turns.labels())
+        for inference, performed, basis, model in (row(speaker) for row in inferences)
+    ]
+    # Faces nobody could link were still read: the audit says so, per track (never who it is).
+    rows += [
+        {
+            "call_id": a.call_id, "inference": "face_expression", "subject": f"face_track:{t.track_id}", "role": None,
+            "performed": t.n_usable > 0, "basis": f"{a.face_basis}; track not linked to a speaker",
+            "model": a.versions.get("face_expression") if t.n_usable > 0 else None, "recorded_at": a.processed_at,
+        }
+        for t in (a.faces.tracks if a.faces else []) if t.speaker is None
+    ]
+    kinds = sorted({span.kind for span in a.redacted})
+    rows.append({
+        "call_id": a.call_id, "inference": "pii_redaction", "subject": "transcript", "role": None,
+        "performed": bool(a.redacted),
+        "basis": f"{len(a.redacted)} span(s) redacted" + (f": {', '.join(kinds)}" if kinds else ""),
+        "model": "rules", "recorded_at": a.processed_at,
+    })
+    return rows
+
+
+def conversation_metric_rows(a: CallAnalysis) -> list[dict]:
+    return [{"call_id": a.call_id, "role": a.role_of(m.speaker), **dataclasses.asdict(m)} for m in a.talk.speakers]
+
+
+def face_track_rows(a: CallAnalysis) -> list[dict]:
+    if a.faces is None:
+        return []
+    detector = a.faces.versions.get("face_detection")
+    return [
+        {
+            "call_id": a.call_id, "track_id": t.track_id, "speaker": t.speaker, "role": a.role_of(t.speaker),
+            "link_confidence": t.link_confidence, "link_evidence": t.link_evidence, "first_s": t.first_s,
+            "last_s": t.last_s, "n_detections": t.n_detections, "n_usable": t.n_usable,
+            "rejected": json.dumps(t.rejected, sort_keys=True), "mean_face_px": t.mean_face_px,
+            "box_x0": t.box[0], "box_y0": t.box[1], "box_x1": t.box[2], "box_y1": t.box[3], "detector": detector,
+        }
+        for t in a.faces.tracks
+    ]
+
+
+def face_affect_rows(a: CallAnalysis) -> list[dict]:
+    if a.faces is None:
+        return []
+    speaker_of = {t.track_id: t.speaker for t in a.faces.tracks}
+    rows = []
+    for r in a.faces.affect:
+        speaker = speaker_of.get(r.track_id)
+        rows.append({
+            "call_id": a.call_id, "track_id": r.track_id, "speaker": speaker, "role": a.role_of(speaker),
+            "start_s": r.start, "end_s": r.end, "n_frames": r.n_frames,
+            **{f"p_{name}": p for name, p in zip(EMOTIONS, r.probs)},
+            "valence": r.valence, "arousal": r.arousal, "confidence": r.confidence, "model": r.model,
+        })
+    return rows
+
+
+ROW_BUILDERS: dict[str, Callable[[CallAnalysis], list[dict]]] = {
+    "calls": call_rows,
+    "speaker_turns": speaker_turn_rows,
+    "utterances": utterance_rows,
+    "speaker_affect": speaker_affect_rows,
+    "qa_flags": qa_flag_rows,
+    "stage_metrics": stage_metric_rows,
+    "audit": audit_rows,
+    "conversation_metrics": conversation_metric_rows,
+    "face_tracks": face_track_rows,
+    "face_affect": face_affect_rows,
+}
+
+
+def build_tables(a: CallAnalysis) -> dict[str, pa.Table]:
+    return {name: to_table(name, rows(a)) for name, rows in ROW_BUILDERS.items()}
