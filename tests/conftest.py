@@ -18,10 +18,14 @@ ROOT = TESTS_DIR.parent
 
 
 def pytest_collection_modifyitems(items):
-    """Everything under tests/e2e/ is end to end: `make test-fast` leaves it out by marker."""
+    """The folder decides: everything under tests/e2e/ is end to end (`make test-fast` leaves it
+    out by marker), and nothing else may carry the marker."""
     e2e = TESTS_DIR / "e2e"
     for item in items:
-        if e2e in Path(item.fspath).parents:
+        inside = e2e in Path(item.fspath).parents
+        if not inside and item.get_closest_marker("e2e"):
+            raise pytest.UsageError(f"{item.nodeid}: an e2e test belongs in tests/e2e/")
+        if inside:
             item.add_marker(pytest.mark.e2e)
 
 

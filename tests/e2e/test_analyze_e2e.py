@@ -15,7 +15,6 @@ from pipeline.schemas import TABLES
 from pipeline.devtools.synth.bad_inputs import write_bad_inputs
 from pipeline.devtools.synth.calls import generate_call
 
-pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "pipeline.cli"]
 
 

@@ -20,7 +20,6 @@ VIDEO = "video-000"  # agent, customer and a silent observer on camera
 BAD = {"empty", "truncated", "not_media"}
 
 
-@pytest.mark.e2e
 def test_demo_runs_one_call_and_bad_inputs_end_to_end(tmp_path):
     workdir = tmp_path / "demo"
     proc = subprocess.run(

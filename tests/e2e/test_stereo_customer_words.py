@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from pyannote.core import Segment, Timeline
 
 from pipeline.call.analyze import analyze_call
@@ -73,7 +72,6 @@ def test_restarted_vad_on_empty_silent_and_8khz_audio():
     assert list(speech_activity.detect_speech(np.zeros(8000, np.float32), 8000, VadSettings(), one_party=True)) == []
 
 
-@pytest.mark.e2e
 def test_customer_words_are_no_worse_than_plain_whisper_on_the_customer_channel(tmp_path):
     """One generated stereo 8 kHz call, the customer 5 dB quieter than the agent, through
     `analyze_call`: the customer's WER is no worse than Whisper's on the customer's channel."""

@@ -21,7 +21,6 @@ from pipeline.settings import ModelStoreSettings, Settings, VisionSettings
 from pipeline.stages.vision import face_expression_clips
 from pipeline.devtools.synth_video import generate_video_call
 
-pytestmark = pytest.mark.e2e
 
 # The paper's clip geometry (so real crops fit) with a tiny trunk, so a clip costs milliseconds.
 GEOMETRY_CONFIG = LGIFormerConfig(embed_dim=32, depth=1, num_heads=2)

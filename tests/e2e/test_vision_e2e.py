@@ -11,7 +11,6 @@ from pipeline.jobs.quality_gate import gate_call_tables
 from pipeline.settings import Settings
 from pipeline.devtools.synth_video import generate_video_call
 
-pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,14 @@ Ray worker processes, which import this module by name (tests/ is on their path,
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import tempfile
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import pyarrow.parquet as pq
-import pytest
+
+from stack_helpers import curated_snapshot, read_curated_parquet
 
 from pipeline.storage import object_store
 from pipeline.call.exports import CallResult
@@ -97,16 +96,6 @@ def _put_call(settings, call_id, day=DAY, body=b"RIFF-not-really-audio", metadat
                           json.dumps(metadata).encode() if isinstance(metadata, dict) else metadata)
 
 
-def _parquet(settings, key: str) -> pq.ParquetFile:
-    client = object_store.s3_client(settings.s3)
-    return pq.ParquetFile(io.BytesIO(object_store.get_bytes(client, settings.s3.curated_bucket, key)))
-
-
-def _curated_snapshot(settings) -> dict[str, tuple[str, datetime]]:
-    client = object_store.s3_client(settings.s3)
-    return {o.key: (o.etag, o.last_modified) for o in object_store.list_objects(client, settings.s3.curated_bucket)}
-
-
 def test_batch_commits_every_call_and_reruns_change_nothing(settings, ray_local, tmp_path):
     for call_id in ("good-1", "good-2"):
         _put_call(settings, call_id)
@@ -141,7 +130,7 @@ def test_batch_commits_every_call_and_reruns_change_nothing(settings, ray_local,
     }
     assert good.source_uri == f"s3://{s3.raw_bucket}/{s3.raw_prefix}2024-05-01/good-0.wav"
     assert good.call_date == "2024-05-01" and good.versions["min_speakers"] == "2"  # metadata reached the analysis
-    affect = _parquet(settings, good.table_keys["speaker_affect"])
+    affect = read_curated_parquet(settings, good.table_keys["speaker_affect"])
     assert affect.metadata.num_rows == good.tables["speaker_affect"] > 0
     assert affect.metadata.row_group(0).column(0).compression == "ZSTD"
     # The analysis ran in Ray worker processes, not in this one.
@@ -151,7 +140,7 @@ def test_batch_commits_every_call_and_reruns_change_nothing(settings, ray_local,
     for call_id in ("bad-1", "boom-1"):
         assert manifests[call_id].status == "quarantined" and manifests[call_id].table_keys == {}
     assert manifests["boom-1"].sha256  # of the input, so ops can match it
-    snapshot = _curated_snapshot(settings)
+    snapshot = curated_snapshot(settings)
     assert not [k for k in snapshot if ("call_id=bad-1/" in k or "call_id=boom-1/" in k) and "_manifests/" not in k]
 
     # The call whose upload failed mid-way has a table but no manifest: not committed.
@@ -162,7 +151,7 @@ def test_batch_commits_every_call_and_reruns_change_nothing(settings, ray_local,
     assert [r.call_id for r in discover_pending(settings)] == ["flaky-1"]
     again = run_batch(settings, analyze_fn=fake_analyze)
     assert (again.ok, again.quarantined, again.failed) == (["flaky-1"], {}, {})
-    after = _curated_snapshot(settings)
+    after = curated_snapshot(settings)
     assert set(after) - set(snapshot) == {
         manifest_key(s3.curated_prefix, DAY, "flaky-1"), table_key(s3.curated_prefix, "speaker_affect", DAY, "flaky-1"),
     }
@@ -171,17 +160,17 @@ def test_batch_commits_every_call_and_reruns_change_nothing(settings, ray_local,
     assert discover_pending(settings) == []
     idle = run_batch(settings, analyze_fn=fake_analyze)
     assert (idle.ok, idle.quarantined, idle.failed) == ([], {}, {})
-    assert _curated_snapshot(settings) == after
+    assert curated_snapshot(settings) == after
 
     # Committed calls handed over explicitly (an Airflow retry) are skipped...
     given = [recording_to_dict(r) for r in pending if r.call_id in ("good-1", "bad-1")]
     skipped = run_batch(settings, recordings=json.loads(json.dumps(given)), analyze_fn=fake_analyze)
     assert sorted(skipped.skipped) == ["bad-1", "good-1"] and skipped.ok == []
-    assert _curated_snapshot(settings) == after
+    assert curated_snapshot(settings) == after
     # ...unless reprocessing is asked for: same keys, overwritten, nothing added.
     redone = run_batch(settings, recordings=given, analyze_fn=fake_analyze, reprocess=True)
     assert (redone.ok, list(redone.quarantined)) == (["good-1"], ["bad-1"])
-    assert set(_curated_snapshot(settings)) == set(after)
+    assert set(curated_snapshot(settings)) == set(after)
 
 
 def test_a_call_that_kills_its_worker_is_retried_then_quarantined(settings, ray_local):
@@ -222,7 +211,7 @@ def test_process_recording_in_process(settings):
     assert process_recording(good, settings, fake_analyze).skipped == "committed"
     second = process_recording(good, settings, fake_analyze_fewer_tables, reprocess=True).manifest
     assert set(second.table_keys) == {"calls"}
-    keys = set(_curated_snapshot(settings))
+    keys = set(curated_snapshot(settings))
     assert first.table_keys["speaker_affect"] not in keys and second.table_keys["calls"] in keys
 
 
@@ -230,34 +219,3 @@ def test_plain_data_round_trips(settings):
     assert settings_from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
     rec = recording_from_dict({"key": f"recordings/{DAY}/c.wav", "call_id": "c", "call_date": DAY, "size": 3, "etag": "e"})
     assert recording_from_dict(json.loads(json.dumps(recording_to_dict(rec)))) == rec
-
-
-@pytest.mark.e2e
-def test_batch_with_real_analysis(settings, ray_local, tmp_path):
-    """The real analyze_call on Ray: a generated two-speaker call commits, bad inputs quarantine."""
-    from pipeline.devtools.synth.bad_inputs import write_bad_inputs
-    from pipeline.devtools.synth.calls import generate_call
-
-    s3 = settings.s3
-    client = object_store.s3_client(s3)
-    call = generate_call(tmp_path / "raw", "synth-e2e", seed=3, n_speakers=2, truth_dir=tmp_path / "truth")
-    for path in [call.audio_path, call.metadata_path, *write_bad_inputs(tmp_path / "bad").values()]:
-        object_store.upload_file(client, path, s3.raw_bucket, f"{s3.raw_prefix}{DAY}/{path.name}")
-
-    report = run_batch(settings)
-
-    assert report.ok == ["synth-e2e"] and report.failed == {}
-    assert set(report.quarantined) == {"empty", "truncated", "not_media", "silent"}
-    assert all(reason and "internal error" not in reason for reason in report.quarantined.values())
-    [manifest] = [m for _, m in CuratedStore(settings).manifests() if m.status == "ok"]
-    expected = {"calls", "speaker_turns", "utterances", "speaker_affect", "qa_flags", "stage_metrics"}
-    assert expected <= set(manifest.table_keys)
-    assert manifest.sha256 and manifest.stage_seconds["transcription"] > 0
-    affect = _parquet(settings, manifest.table_keys["speaker_affect"]).read()
-    assert affect.num_rows == manifest.tables["speaker_affect"] > 0
-    assert len(set(affect.column("speaker").to_pylist())) == 2
-    assert all(-1.0 <= v <= 1.0 for v in affect.column("valence").to_pylist() if v is not None)
-
-    before = _curated_snapshot(settings)
-    assert discover_pending(settings) == []
-    assert run_batch(settings).ok == [] and _curated_snapshot(settings) == before

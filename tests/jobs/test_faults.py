@@ -16,7 +16,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 from factories import make_call_tables
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 from s3_fault_proxy import FaultProxy
+from stack_helpers import DAY, analyses_of, commit_valid_call, put_calls, put_raw, tables_analyze
 
 from pipeline import cli
 from pipeline.storage import object_store
@@ -40,33 +40,7 @@ from pipeline.jobs.marts import build_marts
 from pipeline.jobs.quality_gate import gate_committed_calls
 from pipeline.schemas import SCHEMA_VERSION
 
-DAY = "2024-05-02"
 TESTS_DIR = Path(__file__).resolve().parent
-
-
-def tables_analyze(media_path, call_id, *, settings, call_date, metadata=None, source_uri=None, **_) -> CallResult:
-    """Valid tables in milliseconds, after ``CALLAFFECT_TEST_ANALYZE_S`` seconds of "work"; each
-    analysis is appended to a log named after the raw bucket, so a test can count them."""
-    time.sleep(float(os.environ.get("CALLAFFECT_TEST_ANALYZE_S", "0")))
-    with open(Path(tempfile.gettempdir()) / f"analyses-{settings.s3.raw_bucket}.log", "a") as log:
-        log.write(f"{call_id} {os.getpid()} {Path(media_path).parent}\n")
-    tables = make_call_tables(call_id, call_date, duration_s=60.0, seed=len(call_id))
-    manifest = CallManifest(call_id=call_id, status="ok", sha256="e" * 64, duration_s=60.0, schema_version=SCHEMA_VERSION)
-    return CallResult(manifest, tables)
-
-
-def _analyses(settings) -> list[str]:
-    path = Path(tempfile.gettempdir()) / f"analyses-{settings.s3.raw_bucket}.log"
-    return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def _put(settings, key: str, body: bytes = b"RIFF-audio") -> None:
-    object_store.put_bytes(object_store.s3_client(settings.s3), settings.s3.raw_bucket, key, body)
-
-
-def _put_calls(settings, call_ids, day=DAY) -> None:
-    for call_id in call_ids:
-        _put(settings, f"{settings.s3.raw_prefix}{day}/{call_id}.wav")
 
 
 # --- the metadata contract ---------------------------------------------------------------------
@@ -168,15 +142,15 @@ def test_any_raw_key_is_a_recording_with_a_safe_id_or_has_a_reason(parts):
 
 @pytest.mark.parametrize("consent", [{"video": "false"}, {"video": "no"}, {"text_affect": "false"}, {"voice_affect": "0"}])
 def test_consent_given_as_a_string_quarantines_the_call_and_nothing_is_inferred(settings, consent):
-    _put_calls(settings, ["consent-1"])
-    _put(settings, f"{settings.s3.raw_prefix}{DAY}/consent-1.json", json.dumps({"consent": consent}).encode())
+    put_calls(settings, ["consent-1"])
+    put_raw(settings, f"{settings.s3.raw_prefix}{DAY}/consent-1.json", json.dumps({"consent": consent}).encode())
     [rec] = discover(settings).pending
 
     manifest = process_recording(rec, settings, tables_analyze).manifest
 
     assert manifest.status == "quarantined" and manifest.table_keys == {}
     assert manifest.reason == f"metadata consent.{next(iter(consent))}: Input should be a valid boolean"
-    assert _analyses(settings) == []  # the analysis never ran
+    assert analyses_of(settings) == []  # the analysis never ran
 
 
 # --- the CLI contract --------------------------------------------------------------------------
@@ -232,10 +206,10 @@ def test_quality_gate_exits_3_when_a_call_fails_it(settings, monkeypatch, capsys
     from factories import set_values
 
     use_settings(monkeypatch, settings)
-    _commit_valid_call(settings, "fine-2")
+    commit_valid_call(settings, "fine-2")
     bad = make_call_tables("bad-2", DAY, duration_s=60.0, seed=2)
     bad["speaker_affect"] = set_values(bad["speaker_affect"], "valence", {0: 4.0})
-    _put_calls(settings, ["bad-2"])
+    put_calls(settings, ["bad-2"])
     rec = classify_raw_key(f"{settings.s3.raw_prefix}{DAY}/bad-2.wav", settings.s3.raw_prefix)
     process_recording(rec, settings, lambda media, call_id, **kw: CallResult(
         CallManifest(call_id=call_id, status="ok", duration_s=60.0, schema_version=SCHEMA_VERSION), bad))
@@ -255,7 +229,7 @@ def test_verbose_logs_carry_no_credentials(settings, tmp_path):
            "CALLAFFECT_S3__ENDPOINT_URL": settings.s3.endpoint_url, "CALLAFFECT_S3__RAW_BUCKET": settings.s3.raw_bucket,
            "CALLAFFECT_S3__CURATED_BUCKET": settings.s3.curated_bucket,
            "CALLAFFECT_MARTS__DUCKDB_PATH": str(tmp_path / "m.duckdb")}
-    _commit_valid_call(settings, "cred-1")  # the gate then reads and writes objects: signed requests to log
+    commit_valid_call(settings, "cred-1")  # the gate then reads and writes objects: signed requests to log
     run = subprocess.run([sys.executable, "-m", "pipeline.cli", "-v", "quality-gate"], env=env,
                          capture_output=True, text=True, timeout=300)
     logs = run.stdout + run.stderr
@@ -284,12 +258,6 @@ def test_the_log_filter_masks_what_a_botocore_debug_line_carries():
     assert record.getMessage() == "key ***"
 
 
-def _commit_valid_call(settings, call_id: str, day: str = DAY) -> None:
-    _put_calls(settings, [call_id], day)
-    rec = classify_raw_key(f"{settings.s3.raw_prefix}{day}/{call_id}.wav", settings.s3.raw_prefix)
-    assert process_recording(rec, settings, tables_analyze).manifest.status == "ok"
-
-
 # --- keys under the raw prefix ---------------------------------------------------------------
 
 
@@ -307,10 +275,10 @@ def test_every_raw_object_is_processed_quarantined_a_sidecar_or_ignored_with_a_r
         f"{prefix}{DAY}/orphan.json": "metadata without a recording",
     }
     for key in odd:
-        _put(settings, key)
-    _put_calls(settings, ["fine-1"])
-    _put(settings, f"{prefix}{DAY}/twice.wav")
-    _put(settings, f"{prefix}{DAY}/twice.mp3")
+        put_raw(settings, key)
+    put_calls(settings, ["fine-1"])
+    put_raw(settings, f"{prefix}{DAY}/twice.wav")
+    put_raw(settings, f"{prefix}{DAY}/twice.mp3")
 
     report = run_batch(settings, analyze_fn=tables_analyze)
 
@@ -331,10 +299,10 @@ def test_every_raw_object_is_processed_quarantined_a_sidecar_or_ignored_with_a_r
 
 
 def test_a_call_id_under_two_dates_is_quarantined_at_discovery_and_the_marts_load_it_once(settings, ray_local):
-    _put_calls(settings, ["dup-1", "solo-1"], day="2024-05-01")
+    put_calls(settings, ["dup-1", "solo-1"], day="2024-05-01")
     first = run_batch(settings, analyze_fn=tables_analyze)
     assert sorted(first.ok) == ["dup-1", "solo-1"]
-    _put_calls(settings, ["dup-1"], day="2024-05-03")  # the same call id, a later night
+    put_calls(settings, ["dup-1"], day="2024-05-03")  # the same call id, a later night
 
     second = run_batch(settings, analyze_fn=tables_analyze)
 
@@ -350,8 +318,8 @@ def test_a_call_id_under_two_dates_is_quarantined_at_discovery_and_the_marts_loa
 def test_marts_load_a_call_id_committed_under_two_dates_once_instead_of_failing(settings):
     """Committed before discovery rejected such calls: the build stays up for everyone."""
     for day in ("2024-05-01", "2024-05-04"):
-        _commit_valid_call(settings, "twin-1", day)
-    _commit_valid_call(settings, "other-1")
+        commit_valid_call(settings, "twin-1", day)
+    commit_valid_call(settings, "other-1")
     gate_committed_calls(settings)
 
     report = build_marts(settings)
@@ -367,7 +335,7 @@ def test_marts_load_a_call_id_committed_under_two_dates_once_instead_of_failing(
 
 def test_two_batches_at_once_commit_every_call_exactly_once(settings, ray_local, monkeypatch):
     calls = [f"conc-{i}" for i in range(6)]
-    _put_calls(settings, calls)
+    put_calls(settings, calls)
     monkeypatch.setenv("CALLAFFECT_TEST_ANALYZE_S", "0.4")
     ray_local.get([])  # the cluster is up before both threads race to use it
     reports = [None, None]
@@ -384,7 +352,7 @@ def test_two_batches_at_once_commit_every_call_exactly_once(settings, ray_local,
     a, b = reports
     assert a.quarantined == b.quarantined == {} and a.failed == b.failed == {}
     assert sorted(a.ok + b.ok) == calls and not set(a.ok) & set(b.ok)
-    assert sorted(_analyses(settings)) == calls  # each analysed once: the other batch skipped it
+    assert sorted(analyses_of(settings)) == calls  # each analysed once: the other batch skipped it
     assert set(a.busy) | set(a.skipped) | set(b.busy) | set(b.skipped) <= set(calls)
     assert {m.call_id: m.status for _, m in CuratedStore(settings).manifests()} == dict.fromkeys(calls, "ok")
     client = object_store.s3_client(settings.s3)
@@ -392,7 +360,7 @@ def test_two_batches_at_once_commit_every_call_exactly_once(settings, ray_local,
 
 
 def test_scratch_is_private_and_outputs_are_not_world_readable(settings, tmp_path):
-    _put_calls(settings, ["perm-1"])
+    put_calls(settings, ["perm-1"])
     seen = {}
 
     def inspecting_analyze(media_path, call_id, **kwargs):
@@ -414,7 +382,7 @@ def test_a_killed_batch_leaves_no_ray_process_and_its_calls_commit_once_on_retry
     """The batch process is SIGKILLed mid-run: its Ray cluster (listening on 127.0.0.1 only) dies
     with it, the leases it held are taken over, and the retry commits every call exactly once."""
     calls = [f"kill-{i}" for i in range(4)]
-    _put_calls(settings, calls)
+    put_calls(settings, calls)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(TESTS_DIR.parent), os.environ.get("PYTHONPATH", "")]),
            "CALLAFFECT_TEST_ANALYZE_S": "30", "CALLAFFECT_S3__ENDPOINT_URL": settings.s3.endpoint_url,
            "CALLAFFECT_S3__RAW_BUCKET": settings.s3.raw_bucket, "CALLAFFECT_S3__CURATED_BUCKET": settings.s3.curated_bucket,
@@ -422,7 +390,7 @@ def test_a_killed_batch_leaves_no_ray_process_and_its_calls_commit_once_on_retry
     env.pop("RAY_ADDRESS", None)
     driver = subprocess.Popen(
         [sys.executable, "-c", "from pipeline.jobs.batch import run_batch; from pipeline.settings import load_settings;"
-         " from test_faults import tables_analyze; run_batch(load_settings(), analyze_fn=tables_analyze)"],
+         " from stack_helpers import tables_analyze; run_batch(load_settings(), analyze_fn=tables_analyze)"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     client = object_store.s3_client(settings.s3)
@@ -439,12 +407,12 @@ def test_a_killed_batch_leaves_no_ray_process_and_its_calls_commit_once_on_retry
     driver.wait()
     gone, alive = psutil.wait_procs(tree, timeout=20)
     assert not alive, [(p.pid, p.name()) for p in alive]
-    assert _analyses(settings) == []  # killed before any call finished
+    assert analyses_of(settings) == []  # killed before any call finished
 
     retry = run_batch(settings, analyze_fn=tables_analyze)
 
     assert sorted(retry.ok) == calls and retry.busy == {} and retry.failed == {}
-    assert sorted(_analyses(settings)) == calls
+    assert sorted(analyses_of(settings)) == calls
     assert not list(object_store.list_objects(client, settings.s3.curated_bucket, leases))
 
 
@@ -458,81 +426,17 @@ def _tcp_listeners(proc: psutil.Process) -> list:
 # --- S3 throttling -----------------------------------------------------------------------------
 
 
-def _marts_rows(path: str) -> dict:
-    with duckdb.connect(path, read_only=True) as con:
-        return {
-            "calls": con.execute("select call_id, call_date, duration_s from dim_calls order by all").fetchall(),
-            "affect": con.execute("select call_id, speaker, start_s, valence, arousal from fct_speaker_affect order by all").fetchall(),
-            "flags": con.execute("select call_id, speaker, start_s, score from mart_qa_flags order by all").fetchall(),
-            "utterances": con.execute("select count(*) from fct_utterances").fetchone(),
-        }
-
-
-@pytest.mark.e2e
-def test_batch_gate_and_marts_under_20_percent_slowdown_match_a_fault_free_run(settings, ray_local, local_s3, tmp_path):
-    calls = [f"slow-{i}" for i in range(6)]
-    _put_calls(settings, calls)
-    clean = run_batch(settings, analyze_fn=tables_analyze)
-    gate_committed_calls(settings)
-    clean_rows = _marts_rows(build_marts(settings).path)
-
-    import uuid
-
-    s3 = dataclasses.replace(settings.s3, raw_bucket=f"raw-{uuid.uuid4().hex[:8]}", curated_bucket=f"cur-{uuid.uuid4().hex[:8]}")
-    client = object_store.s3_client(s3)
-    object_store.ensure_bucket(client, s3.raw_bucket)
-    object_store.ensure_bucket(client, s3.curated_bucket)
-    with FaultProxy(local_s3.endpoint_url, error_rate=0.2, seed=7) as proxy:
-        faulty = dataclasses.replace(
-            settings, s3=dataclasses.replace(s3, endpoint_url=proxy.endpoint_url),
-            marts=dataclasses.replace(settings.marts, duckdb_path=str(tmp_path / "faulty" / "m.duckdb")),
-        )
-        _put_calls(faulty, calls)
-        throttled = run_batch(faulty, analyze_fn=tables_analyze)
-        gated = gate_committed_calls(faulty)
-        faulty_rows = _marts_rows(build_marts(faulty).path)
-        counts = dict(proxy.counts)
-
-    assert sorted(throttled.ok) == sorted(clean.ok) == calls and throttled.failed == {}
-    assert all(r.passed for _, r in gated) and len(gated) == len(calls)
-    assert faulty_rows == clean_rows and clean_rows["affect"]
-    assert counts["error"] > 0.15 * (counts["error"] + counts["forward"])  # the faults really happened
-
-
-@pytest.mark.e2e
-def test_marts_survive_throttling_that_duckdbs_default_retries_do_not(settings, local_s3, tmp_path, monkeypatch):
-    """The marts build alone at 35 % SlowDown: passes with the configured httpfs retries, and
-    the same build with DuckDB's defaults fails (so this test can tell)."""
-    import pipeline.jobs.marts as marts
-
-    for i in range(6):
-        _commit_valid_call(settings, f"thr-{i}")
-    gate_committed_calls(settings)
-    with FaultProxy(local_s3.endpoint_url, error_rate=0.35, seed=3) as proxy:
-        faulty = dataclasses.replace(settings, s3=dataclasses.replace(settings.s3, endpoint_url=proxy.endpoint_url))
-        assert build_marts(faulty).calls_loaded == 6
-        monkeypatch.setattr(marts, "HTTP_RETRY_SETTINGS", {})
-        failures = 0
-        for _ in range(3):
-            try:
-                build_marts(faulty, out_path=tmp_path / "default.duckdb")
-            except marts.MartsBuildError as exc:
-                assert "503" in str(exc)
-                failures += 1
-    assert failures >= 2
-
-
 def test_dropped_connections_and_lost_answers_still_commit_each_call_once(settings, ray_local, local_s3):
     """Connections dropped before S3 sees the request, and after it acted (the client retries
     a write that already happened, including the conditional lease write)."""
     calls = [f"drop-{i}" for i in range(4)]
     with FaultProxy(local_s3.endpoint_url, drop_rate=0.05, drop_after_rate=0.05, seed=11) as proxy:
         faulty = dataclasses.replace(settings, s3=dataclasses.replace(settings.s3, endpoint_url=proxy.endpoint_url))
-        _put_calls(faulty, calls)
+        put_calls(faulty, calls)
         report = run_batch(faulty, analyze_fn=tables_analyze)
         counts = dict(proxy.counts)
     assert sorted(report.ok) == calls and report.failed == {} and report.busy == {}
-    assert sorted(_analyses(settings)) == calls
+    assert sorted(analyses_of(settings)) == calls
     assert counts["drop"] + counts["drop_after"] > 0
     client = object_store.s3_client(settings.s3)
     assert [o.key for o in object_store.list_objects(client, settings.s3.curated_bucket, "_manifests/")] == sorted(
