@@ -22,7 +22,7 @@ LONG_FORMATS = ("wav", "flac")  # containers soundfile writes a block at a time
 
 
 class _BlockWriter:
-    """Lays clips on a timeline and writes it out a block at a time, each block through the
+    """Lays spoken lines on a timeline and writes it out a block at a time, each block through the
     phone line and mixed with noise: memory holds one block, however long the call.
 
     Levels are fixed by the first block (one gain per channel for the whole call, as a recorder's
@@ -42,8 +42,8 @@ class _BlockWriter:
         self.start = 0  # sample (at SPEECH_RATE) where the pending block begins
         self.pending: list[tuple[int, np.ndarray, str]] = []
 
-    def place(self, start: int, clip: np.ndarray, role: str) -> None:
-        self.pending.append((start, clip, role))
+    def place(self, start: int, speech: np.ndarray, role: str) -> None:
+        self.pending.append((start, speech, role))
 
     def flush(self, end: int) -> None:
         """Write [start, end) (SPEECH_RATE samples; even, so the 2:1 phone rate lines up)."""
@@ -52,11 +52,11 @@ class _BlockWriter:
         channels = []
         for k, side in enumerate(self.sides):
             track, active = np.zeros(n), np.zeros(n, dtype=bool)
-            for start, clip, role in self.pending:
+            for start, speech, role in self.pending:
                 if role in side:
                     at = start - self.start
-                    track[at:at + len(clip)] += self.gains[role] * clip
-                    active[at:at + len(clip)] = True
+                    track[at:at + len(speech)] += self.gains[role] * speech
+                    active[at:at + len(speech)] = True
             if self.telephone:
                 track = phone_line(track)
             active = active[::step][:len(track)]
@@ -110,7 +110,7 @@ def generate_long_call(
     identify = identifier_lines(np.random.default_rng([seed, 1])) if pii else ()
     sides = channel_sides(voices, stereo)
     target, block = int(minutes * 60 * SPEECH_RATE), int(block_s * SPEECH_RATE)
-    clips: dict[tuple[str, str, bool], np.ndarray] = {}
+    spoken: dict[tuple[str, str, bool], np.ndarray] = {}
     turns: list[Turn] = []
     identifiers: list[PlantedIdentifier] = []
     angry: list[Turn] = []
@@ -136,16 +136,16 @@ def generate_long_call(
                 lines = body[len(script.opening) if n_pass else 0:len(body) - len(script.closing)]
             for line in with_backchannels(lines, rng):
                 key = (line.role, line.text, line.angry)
-                if key not in clips:
-                    clips[key] = speak(line.text, voices[line.role], line.angry, Path(tmp)).astype(np.float32)
-                clip = clips[key]
+                if key not in spoken:
+                    spoken[key] = speak(line.text, voices[line.role], line.angry, Path(tmp)).astype(np.float32)
+                speech = spoken[key]
                 if turns:  # the pause before this line; a block may end in it
                     pos += int((rng.uniform(0.2, 0.4) if line.angry else rng.uniform(0.2, 0.8)) * SPEECH_RATE)
                     if pos - writer.start >= block:
                         pos += pos % 2
                         writer.flush(pos)
-                writer.place(pos, clip, line.role)
-                turn = Turn(line.role, round(pos / SPEECH_RATE, 3), round((pos + len(clip)) / SPEECH_RATE, 3),
+                writer.place(pos, speech, line.role)
+                turn = Turn(line.role, round(pos / SPEECH_RATE, 3), round((pos + len(speech)) / SPEECH_RATE, 3),
                             line.text)
                 turns.append(turn)
                 if line.angry:
@@ -153,7 +153,7 @@ def generate_long_call(
                 if line.identifier is not None:
                     identifiers.append(PlantedIdentifier(*line.identifier, turn.text, turn.speaker,
                                                          turn.start, turn.end))
-                pos += len(clip)
+                pos += len(speech)
             n_pass += 1
         pos += int(rng.uniform(0.5, 1.0) * SPEECH_RATE)
         pos += pos % 2
