@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/callaffect
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench bench-vision lock clean
+.PHONY: setup demo test test-fast bench bench-review bench-vision lock clean
 
 setup:
 	@bash infra/local/bootstrap.sh
@@ -23,6 +23,10 @@ test-fast: setup
 
 bench: setup
 	@$(PY) bench/bench_analyze.py
+
+# The review app over 10,000 flags on 1,000 calls: queue, call view and plot latency (JSON).
+bench-review: setup
+	@$(PY) bench/bench_review.py
 
 # Vision speed against fer's own Video.analyze, which needs TensorFlow: a bench-only venv.
 FER_VENV ?= $(HOME)/.cache/callaffect/bench-fer-venv

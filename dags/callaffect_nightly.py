@@ -1,8 +1,9 @@
-"""Nightly: pending recordings -> batches analysed on Ray -> quality gate -> DuckDB marts -> report.
+"""Nightly: pending recordings -> batches analysed on Ray -> quality gate -> DuckDB marts -> trend
+report -> report.
 
 Runs on ``schedule.nightly_cron`` (02:00 UTC), and also whenever the landing DAG announces new
-recordings if ``schedule.start_on_landing`` is set. Each batch is a
-mapped task (one per ``ray.max_calls_per_batch`` calls). The gate, marts and report run whatever
+recordings if ``schedule.start_on_landing`` is set. Each batch is a mapped task (one per
+``ray.max_calls_per_batch`` calls). The gate, marts, trend report and report run whatever
 happened upstream (``all_done``): with nothing pending, or with a batch that failed, the calls
 that did commit are still gated and loaded. ``check_run`` then fails the run if a call was not
 committed or a task failed, so the failure shows without holding the other calls back.
@@ -54,19 +55,26 @@ def callaffect_nightly():
         return t.build_marts()
 
     @task(trigger_rule="all_done")
+    def trend_report(marts: dict) -> dict:
+        return t.trend_report(marts)
+
+    @task(trigger_rule="all_done")
     def report(discovered: list[list[dict]], batches: list[dict], gate: dict, marts: dict) -> dict:
         # A slice fetches every batch's result in one request (empty when the batch was skipped).
         return t.nightly_report(discovered, batches[:], gate, marts)
 
     @task(trigger_rule="all_done")
-    def check_run(summary: dict) -> dict:
-        return t.check_run(summary)
+    def check_run(summary: dict, trend: dict) -> dict:
+        return t.check_run(summary, trend)
 
     discovered = discover()
     batches = analyze_batch.expand(batch=discovered)
     gate, marts = quality_gate(), build_marts()
     batches >> gate >> marts
-    check_run(report(discovered, batches, gate, marts))
+    summary = report(discovered, batches, gate, marts)
+    trend = trend_report(marts)
+    trend >> summary
+    check_run(summary, trend)
 
 
 callaffect_nightly()

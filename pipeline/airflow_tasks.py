@@ -189,6 +189,20 @@ def build_marts() -> dict:
     return dataclasses.asdict(build(_task_settings()))
 
 
+def trend_report(marts: dict | None) -> dict:
+    """Write the trend report (pipeline.jobs.trend_report) from the marts this run built, under the
+    curated root they were built from. Skipped when the build failed: an older file would pass for
+    tonight's data."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from pipeline.jobs.trend_report import build_trend_report
+
+    if marts is None:
+        raise AirflowSkipException("no marts were built: no trend report")
+    key = build_trend_report(_task_settings(), marts_path=marts["path"], curated_root=marts["curated_root"])
+    return {"key": key}
+
+
 def nightly_report(discovered: list[list[dict]] | None, batches: list[dict | None], gate: dict | None,
                    marts: dict | None) -> dict:
     """What this run did, read back from the marts: per call its status (after the gate), speakers
@@ -290,9 +304,9 @@ def _add_calls(summary: dict, status: list[tuple], speakers: dict[str, list[dict
             summary["quarantined"][call_id] = reason
 
 
-def check_run(summary: dict | None) -> dict:
-    """Fail the DAG run when anything failed: after the gate, marts and report have done what
-    they could for the calls that did commit."""
+def check_run(summary: dict | None, trend: dict | None = None) -> dict:
+    """Fail the DAG run when anything failed: after the gate, marts, trend report and report have
+    done what they could for the calls that did commit."""
     from airflow.sdk.exceptions import AirflowFailException
 
     if summary is None:
@@ -307,6 +321,8 @@ def check_run(summary: dict | None) -> dict:
         problems.append("the quality gate failed")
     if summary["marts"] is None:
         problems.append("the marts build failed")
+    elif trend is None:
+        problems.append("the trend report failed")
     if problems:
         raise AirflowFailException("; ".join(problems))
     return {"ok": True}

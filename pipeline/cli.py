@@ -1,8 +1,10 @@
 """The `callaffect` command line. Other tools call it: keep its contract stable.
 
     callaffect analyze MEDIA --out DIR [--call-id ID] [--metadata FILE] [--config FILE]
-    callaffect batch | quality-gate | retention | marts build      (the scheduled jobs)
+    callaffect batch | quality-gate | retention | marts build | report build [--day D]   (the scheduled jobs)
     callaffect s3 serve | synth | demo | eval diarization|asr      (developer tooling)
+    callaffect users add NAME --role ROLE [--password-stdin] | users list   (review app accounts)
+    callaffect flags tune [--valence-max V ...] [--arousal-min A ...] [--json]   (reads the marts)
 
 Exit codes, for every command:
     0  done, nothing failed
@@ -105,6 +107,16 @@ def cmd_marts_build(args) -> int:
     return EXIT_OK
 
 
+def cmd_report_build(args) -> int:
+    from pipeline.jobs.trend_report import build_trend_report
+    from pipeline.storage.curated import CuratedStore
+
+    settings = _settings(args)
+    key = build_trend_report(settings, day=args.day)
+    print(json.dumps({"key": key, "uri": CuratedStore(settings).uri(key)}, indent=2))
+    return EXIT_OK
+
+
 def cmd_quality_gate(args) -> int:
     from pipeline.jobs.quality_gate import gate_committed_calls
 
@@ -124,6 +136,43 @@ def cmd_retention(args) -> int:
     return EXIT_OK
 
 
+def _new_password(from_stdin: bool) -> str:
+    """The new account's password: one line of stdin, or typed twice at a prompt (never an argument,
+    which would land in the shell history and the process list)."""
+    import getpass
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise ValueError("password: the two entries differ")
+    return password
+
+
+def cmd_users_add(args) -> int:
+    from pipeline.storage.reviews import ReviewStore
+
+    account = ReviewStore(_settings(args)).add_account(args.name, args.role, _new_password(args.password_stdin))
+    print(f"added {account.username} ({account.role})")
+    return EXIT_OK
+
+
+def cmd_users_list(args) -> int:
+    from pipeline.storage.reviews import ReviewStore
+
+    for a in sorted(ReviewStore(_settings(args)).list_accounts(), key=lambda a: a.username):
+        print(f"{a.username:<32} {a.role:<8} {a.created_at}{'  disabled' if a.disabled else ''}")
+    return EXIT_OK
+
+
+def cmd_flags_tune(args) -> int:
+    from pipeline.jobs import flag_tuning
+
+    report = flag_tuning.tune_flags(_settings(args), args.marts, args.valence_max, args.arousal_min)
+    print(flag_tuning.report_json(report) if args.json else flag_tuning.report_table(report))
+    return EXIT_OK
+
+
 def cmd_s3_serve(args) -> int:
     from pipeline.devtools.s3server import serve_forever
 
@@ -136,6 +185,15 @@ def cmd_synth(args) -> int:
 
     for call in generate_demo_set(Path(args.out), n_calls=args.n, seed=args.seed):
         print(call.audio_path)
+    return EXIT_OK
+
+
+def cmd_serve(args) -> int:
+    from pipeline.review.server import serve
+
+    settings = _settings(args)
+    serve(settings, marts_path=args.marts or settings.marts.duckdb_path, curated_root=args.curated_root,
+          host=args.host, port=args.port, secure_cookies=not args.insecure_cookies)
     return EXIT_OK
 
 
@@ -205,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="DuckDB file (default: settings marts.duckdb_path)")
     p.set_defaults(fn=cmd_marts_build)
 
+    report = sub.add_parser("report", help="the trend report").add_subparsers(dest="report_command", required=True)
+    p = report.add_parser("build", help="write a day's trend report (HTML) from the marts under the curated root")
+    p.add_argument("--config")
+    p.add_argument("--day", help="YYYY-MM-DD: the last call date it covers (default: today, UTC)")
+    p.set_defaults(fn=cmd_report_build)
+
+    _add_users_and_flags(sub)
+
     add("quality-gate", cmd_quality_gate, "run the data-quality gate on newly committed calls")
     add("retention", cmd_retention, "delete raw media of processed calls past the retention age")
 
@@ -219,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
 
+    p = add("serve", cmd_serve, "the QA review app on the marts (and the curated root's review record and snippets)")
+    p.add_argument("--marts", help="DuckDB file (default: settings marts.duckdb_path)")
+    p.add_argument("--curated-root", help="s3://bucket/prefix/ or a local directory (default: the configured curated bucket)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--insecure-cookies", action="store_true", help="cookies over plain HTTP (localhost only)")
+
     p = add("demo", cmd_demo, "run the nightly job end to end on the local stack with demo calls")
     p.add_argument("--workdir", default="data/demo")
     p.add_argument("--n-calls", type=int, default=3)
@@ -226,6 +299,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_eval(sub)
     return parser
+
+
+def _add_users_and_flags(sub) -> None:
+    """``callaffect users add|list`` (review app accounts) and ``callaffect flags tune``."""
+    users = sub.add_parser("users", help="review app accounts").add_subparsers(dest="users_command", required=True)
+    p = users.add_parser("add", help="add an account (the password is prompted for, or read from stdin)")
+    p.add_argument("--config")
+    p.add_argument("name", help="user name: lower-case letters, digits, '_', '.', '-'")
+    p.add_argument("--role", required=True, choices=("reviewer", "lead", "admin"))
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p.set_defaults(fn=cmd_users_add)
+    p = users.add_parser("list", help="list the accounts")
+    p.add_argument("--config")
+    p.set_defaults(fn=cmd_users_list)
+
+    flags = sub.add_parser("flags", help="QA flag rule").add_subparsers(dest="flags_command", required=True)
+    p = flags.add_parser("tune", help="what other frustration thresholds would flag, against the QA verdicts "
+                                      "(reads the marts, changes nothing)")
+    p.add_argument("--config")
+    p.add_argument("--marts", help="DuckDB file (default: settings marts.duckdb_path)")
+    p.add_argument("--valence-max", type=float, nargs="+", action="extend", metavar="V",
+                   help="valence_max values to try besides the grid around the configured one")
+    p.add_argument("--arousal-min", type=float, nargs="+", action="extend", metavar="A",
+                   help="arousal_min values to try besides the grid around the configured one")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(fn=cmd_flags_tune)
 
 
 def _add_eval(sub) -> None:

@@ -21,6 +21,9 @@ Role = Literal["agent", "customer", "other"]
 # Labels as the diarization writes them (roles are given per label).
 SpeakerLabel = Annotated[str, StringConstraints(pattern=r"^SPEAKER_[0-9]{2,3}$")]
 CallId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")]
+# An identifier from the contact centre's routing (an agent's login, a queue's name): it is stored
+# and filtered on, so it is held to characters that are safe in keys, SQL literals and URLs.
+RoutingId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,127}$")]
 
 
 class MetadataError(ValueError):
@@ -48,6 +51,9 @@ class CallMetadata(_Strict):
     roles: dict[SpeakerLabel, Role] = Field(default_factory=dict)
     call_date: str | None = None  # YYYY-MM-DD; the batch takes the date from the key instead
     call_id: CallId | None = None
+    # Who took the call and the queue it came in on: carried to the tables for the QA queue's filters.
+    agent_id: RoutingId | None = None
+    queue: RoutingId | None = None
 
     @field_validator("call_date")
     @classmethod

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 # 2: conversation_metrics; calls.non_talk_s, calls.overlap_s, calls.channel_layout
 # 3: face_tracks, face_affect; speaker_affect.face_valence, speaker_affect.face_arousal
+# 4: calls.agent_id, calls.queue; qa_flags.snippet_key
 
 CALLS = pa.schema(
     [
@@ -33,6 +34,8 @@ CALLS = pa.schema(
         ("non_talk_s", pa.float64()),  # nobody speaking (Contact Lens "non-talk time")
         ("overlap_s", pa.float64()),  # two or more speaking at once
         ("channel_layout", pa.string()),  # "mono" or "stereo" (one party per channel)
+        ("agent_id", pa.string()),  # from the call's metadata; null when not given
+        ("queue", pa.string()),
     ]
 )
 
@@ -143,6 +146,8 @@ QA_FLAGS = pa.schema(
         ("mean_arousal", pa.float64()),
         ("evidence", pa.string()),  # JSON: utterance ids and the cues that fired
         ("rule_version", pa.string()),
+        # The flag's review audio under the curated root; null when none was made (consent, settings).
+        ("snippet_key", pa.string()),
     ]
 )
 

@@ -212,6 +212,25 @@ class FlagSettings:
 
 
 @dataclass(frozen=True)
+class SnippetSettings:
+    """Review snippets: each flag's audio, cut at analysis time because raw media is deleted later."""
+
+    enabled: bool = True
+    pad_s: float = 10.0  # audio kept either side of the flagged span, clipped to the call
+    bitrate: int = 24000  # Ogg/Opus, bit/s: 16-24 kbit/s keeps wideband speech clear
+    # Every redacted PII span is silenced in a snippet, widened by this either side: ASR word
+    # times are approximate, and an identifier's last syllable can run past its words' end.
+    silence_margin_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        _at_least("snippets.pad_s", self.pad_s, 0.0)
+        _at_least("snippets.silence_margin_s", self.silence_margin_s, 0.0)
+        _at_least("snippets.bitrate", self.bitrate, 6000)  # Opus's lowest rate
+        if self.bitrate > 510_000:
+            raise ValueError(f"setting snippets.bitrate: must be at most 510000 (Opus), got {self.bitrate!r}")
+
+
+@dataclass(frozen=True)
 class MartsSettings:
     duckdb_path: str = "data/marts/callaffect.duckdb"
 
@@ -221,10 +240,13 @@ class RetentionSettings:
     # Raw media of committed calls older than this is deleted; derived scores stay.
     raw_max_age_days: int = 30
     dry_run: bool = False
+    # Review snippets (curated snippets/) of calls older than this are deleted; the scores stay.
+    snippet_max_age_days: int = 90
 
     def __post_init__(self) -> None:
         # 0 deletes as soon as a call has passed the gate; below that is a typo, not a policy.
         _at_least("retention.raw_max_age_days", self.raw_max_age_days, 0)
+        _at_least("retention.snippet_max_age_days", self.snippet_max_age_days, 0)
 
 
 @dataclass(frozen=True)
@@ -241,6 +263,25 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class ReviewSettings:
+    """The QA review app (`callaffect serve`)."""
+
+    # A file holding the key that signs session and CSRF cookies (created 0600 when missing).
+    # Rotating it signs everyone out.
+    secret_key_path: str = "~/.config/callaffect/review-secret"
+    # Cookies only over HTTPS; `callaffect serve --insecure-cookies` for plain-HTTP localhost.
+    secure_cookies: bool = True
+    session_max_age_s: int = 8 * 3600
+    login_attempts_per_minute: int = 5  # per client address
+    page_size: int = 50
+
+    def __post_init__(self) -> None:
+        _at_least("review.session_max_age_s", self.session_max_age_s, 60)
+        _at_least("review.login_attempts_per_minute", self.login_attempts_per_minute, 1)
+        _at_least("review.page_size", self.page_size, 1)
+
+
+@dataclass(frozen=True)
 class Settings:
     s3: S3Settings = field(default_factory=S3Settings)
     ray: RaySettings = field(default_factory=RaySettings)
@@ -253,9 +294,11 @@ class Settings:
     model_store: ModelStoreSettings = field(default_factory=ModelStoreSettings)
     affect: AffectSettings = field(default_factory=AffectSettings)
     flags: FlagSettings = field(default_factory=FlagSettings)
+    snippets: SnippetSettings = field(default_factory=SnippetSettings)
     marts: MartsSettings = field(default_factory=MartsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -272,7 +315,7 @@ class Settings:
 
     def fingerprint(self) -> str:
         """Short hash of everything that can change an analysis result (recorded per call)."""
-        analysis = {k: v for k, v in self.to_dict().items() if k not in ("s3", "ray", "marts", "retention", "schedule", "model_store")}
+        analysis = {k: v for k, v in self.to_dict().items() if k not in ("s3", "ray", "marts", "retention", "schedule", "model_store", "review")}
         return hashlib.sha256(json.dumps(analysis, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -21,7 +21,7 @@ from pipeline.manifest import CallManifest
 from pipeline.records import Utterance, Word
 from pipeline.schemas import SCHEMA_VERSION, TABLES, to_table
 from pipeline.stages.text.conversation import conversation_metrics
-from pipeline.storage.curated import manifest_key, parquet_bytes, table_key
+from pipeline.storage.curated import manifest_key, parquet_bytes, snippet_key, table_key
 
 AGENT, CUSTOMER = "SPEAKER_00", "SPEAKER_01"
 ROLES = {AGENT: "agent", CUSTOMER: "customer"}
@@ -141,6 +141,7 @@ def make_call_tables(
                 "mean_arousal": round(sum(a["arousal"] for a in flagged) / len(flagged), 4),
                 "evidence": json.dumps({"utterance_ids": ids, "cues": ["valence", "arousal"]}),
                 "rule_version": "frustration-v1",
+                "snippet_key": snippet_key("", call_date, call_id, f"{call_id}-f0"),
             }
         )
 
@@ -173,6 +174,8 @@ def make_call_tables(
             "non_talk_s": talk.non_talk_s,
             "overlap_s": talk.overlap_s,
             "channel_layout": "mono",
+            "agent_id": f"agent-{seed % 3}",
+            "queue": "billing",
         }
     ]
     stage_metrics = [

@@ -103,14 +103,18 @@ print(json.dumps({{
 def test_dag_wiring(dagbag):
     assert dagbag.import_errors == {}
     nightly, landing = dagbag.dags["callaffect_nightly"], dagbag.dags["callaffect_landing"]
-    assert {t.task_id for t in nightly.tasks} == {"discover", "analyze_batch", "quality_gate", "build_marts", "report", "check_run"}
+    assert {t.task_id for t in nightly.tasks} == {
+        "discover", "analyze_batch", "quality_gate", "build_marts", "trend_report", "report", "check_run",
+    }
     # The gate, marts and report run when the mapped batch is skipped (nothing pending) or a
     # batch failed: the calls that did commit are gated and loaded all the same.
-    for task_id in ("quality_gate", "build_marts", "report", "check_run"):
+    for task_id in ("quality_gate", "build_marts", "trend_report", "report", "check_run"):
         assert nightly.task_dict[task_id].trigger_rule == "all_done", task_id
-    assert nightly.task_dict["check_run"].upstream_task_ids == {"report"}
+    assert nightly.task_dict["check_run"].upstream_task_ids == {"report", "trend_report"}
     assert nightly.task_dict["quality_gate"].upstream_task_ids == {"analyze_batch"}
     assert nightly.task_dict["build_marts"].upstream_task_ids == {"quality_gate"}
+    assert nightly.task_dict["trend_report"].upstream_task_ids == {"build_marts"}
+    assert "trend_report" in nightly.task_dict["report"].upstream_task_ids
     assert nightly.catchup is False and landing.catchup is False
     # By default the heavy work stays in the nightly window: cron only.
     assert nightly.timetable.expression == "0 2 * * *"
@@ -166,6 +170,8 @@ def test_nightly_dag_commits_gates_and_loads_each_call_once(settings, ray_local,
     by_call = {c["call_id"]: c for c in report["calls"]}
     assert by_call["call-a"]["num_speakers"] == 2
     assert {s["role"] for s in by_call["call-a"]["speakers"]} == {"agent", "customer"}
+    trend_page = CuratedStore(settings).read_bytes(task_result(run, "trend_report")["key"])
+    assert trend_page.startswith(b"<!doctype html>") and b"Flags per agent and per queue" in trend_page
 
     curated = _objects(settings, settings.s3.curated_bucket)
     again = run_dag("callaffect_nightly")

@@ -10,8 +10,9 @@ PYTHON=${PYTHON:-python3}
 LOCK=requirements.lock
 NODEPS_LOCK=requirements-nodeps.lock
 
-# --- Debian packages: ffmpeg (decode), espeak-ng + MBROLA voices (synthetic calls), sox ------
-APT_PACKAGES="ffmpeg espeak-ng sox mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1"
+# --- Debian packages: ffmpeg (decode), espeak-ng + MBROLA voices (synthetic calls), sox,
+# chromium (the review app's browser test, driven by Playwright: no browser download) ----------
+APT_PACKAGES="ffmpeg espeak-ng sox mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 chromium"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

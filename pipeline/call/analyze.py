@@ -1,4 +1,4 @@
-"""analyze_call: one recording in, the call's tables, RTTM, WebVTT and manifest out.
+"""analyze_call: one recording in, the call's tables, RTTM, WebVTT, review snippets and manifest out.
 
 The stages run in the order of the README's stage table, each through its ``STAGE`` (see
 ``pipeline.stages.contract``) and timed:
@@ -6,7 +6,8 @@ The stages run in the order of the README's stage table, each through its ``STAG
     decode -> per channel (or the mono mix): speech_activity -> diarization -> transcription
     -> attribution (the parties merged) -> redaction -> roles -> conversation
     -> the face branch (video, with consent) -> text_affect -> voice_features -> voice_affect
-    -> fusion -> flags -> one row builder per table (``pipeline.call.tables``)
+    -> fusion -> flags -> review_snippets (``pipeline.call.snippets``)
+    -> one row builder per table (``pipeline.call.tables``)
 
 Unusable input never raises: it returns a quarantined result with a one-line reason, so one
 bad call cannot sink a batch.
@@ -28,6 +29,7 @@ from pyannote.core import Annotation, Timeline
 
 from pipeline import __version__
 from pipeline import metadata as call_metadata
+from pipeline.call import snippets
 from pipeline.call.exports import CallResult, to_rttm, to_webvtt
 from pipeline.call.tables import CallAnalysis, build_tables
 from pipeline.clock import utc_now
@@ -60,7 +62,7 @@ DECODE = contract.Stage("decode", backend=contract.fixed("pyav"), run=decode_aud
 STAGES = (
     DECODE, speech_activity.STAGE, diarization.STAGE, transcription.STAGE, attribution.STAGE,
     redaction.STAGE, roles.STAGE, conversation.STAGE, text_affect.STAGE,
-    voice_affect.FEATURES_STAGE, voice_affect.STAGE, fusion.STAGE, flags.STAGE,
+    voice_affect.FEATURES_STAGE, voice_affect.STAGE, fusion.STAGE, flags.STAGE, snippets.STAGE,
 )
 
 
@@ -143,7 +145,7 @@ def analyze_call(
     manifest.tables = {name: t.num_rows for name, t in tables.items()}
     return CallResult(
         manifest=manifest, tables=tables, rttm=to_rttm(analysis.turns, call_id),
-        vtt=to_webvtt(analysis.utterances, analysis.roles.roles),
+        vtt=to_webvtt(analysis.utterances, analysis.roles.roles), snippets=analysis.snippets.audio,
     )
 
 
@@ -171,13 +173,17 @@ def _analyze_audio(media_path, audio: DecodedAudio, manifest: CallManifest, meta
     text_scores, affect = _affect(parts, turns, utterances, faces, meta.consent, settings, timer)
     customers = {s for s, r in role_map.roles.items() if r == roles.CUSTOMER}
     call_flags = timer.run(flags.STAGE, affect, customers, utterances, settings.flags, manifest.call_id)
+    # Cut now: the raw media is deleted by retention, and reviewers still need to hear the flag.
+    review = timer.run(snippets.STAGE, audio.samples, audio.sample_rate, call_flags, redacted, meta.consent,
+                       settings.snippets)
     return CallAnalysis(
         call_id=manifest.call_id, call_date=manifest.call_date, manifest=manifest, media=audio.info,
         duration_s=audio.duration_s, speech_s=speech_s, layout=layout, turns=turns, utterances=utterances,
         redacted=redacted, roles=role_map, talk=talk, consent=meta.consent, text_scores=text_scores, affect=affect,
         flags=call_flags, faces=faces, face_basis=face_basis, stage_seconds=timer.seconds,
         stage_info={s.name: s.info(settings) for s in STAGES} | face_branch.parts_info(settings, faces),
-        versions=_versions(settings, faces), processed_at=utc_now(),
+        versions=_versions(settings, faces), processed_at=utc_now(), snippets=review,
+        agent_id=meta.agent_id, queue=meta.queue,
     )
 
 

@@ -1,7 +1,7 @@
 """One call's result and its exports: RTTM, WebVTT and the local directory of `analyze --out`.
 
-Files are 0640: transcripts and scores are personal data, readable by the owner and the group
-that the directory grants, never by everyone.
+Files are 0640: transcripts, scores and review snippets are personal data, readable by the owner
+and the group that the directory grants, never by everyone.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class CallResult:
     tables: dict[str, pa.Table] = field(default_factory=dict)  # empty when quarantined
     rttm: str = ""
     vtt: str = ""
+    snippets: dict[str, bytes] = field(default_factory=dict)  # flag id -> Ogg/Opus review audio
 
     @property
     def ok(self) -> bool:
@@ -63,6 +64,9 @@ def to_webvtt(utterances: list[Utterance], role_of: dict[str, str]) -> str:
 
 
 def write_local(result: CallResult, out_dir: str | Path) -> Path:
+    """The result under ``out_dir``: RTTM, WebVTT, ``tables/<table>.parquet``,
+    ``snippets/<flag_id>.ogg`` and, last, ``manifest.json``. Snippets of an earlier run into the
+    same directory whose flags this run has not are removed (audio is personal data)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if result.ok:
@@ -73,9 +77,20 @@ def write_local(result: CallResult, out_dir: str | Path) -> Path:
         for name, table in result.tables.items():
             _write_file(out / "tables" / f"{name}.parquet", parquet_bytes(table))
             result.manifest.table_keys[name] = f"tables/{name}.parquet"
+    _write_snippets(out / "snippets", result.snippets)
     manifest_path = out / "manifest.json"
     _write_file(manifest_path, result.manifest.to_json().encode())  # written last: it commits the call
     return manifest_path
+
+
+def _write_snippets(folder: Path, snippets: dict[str, bytes]) -> None:
+    if snippets:
+        folder.mkdir(exist_ok=True)
+    for flag_id, audio in snippets.items():
+        _write_file(folder / f"{flag_id}.ogg", audio)
+    for stale in folder.glob("*.ogg"):
+        if stale.stem not in snippets:
+            stale.unlink()
 
 
 def _write_file(path: Path, data: bytes) -> None:

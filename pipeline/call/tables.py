@@ -28,10 +28,12 @@ from pipeline.records import (
     TextValence,
     Utterance,
 )
+from pipeline.call.snippets import ENCODER, ReviewSnippets
 from pipeline.schemas import to_table
 from pipeline.stages import flags
 from pipeline.stages.contract import StageInfo
 from pipeline.stages.vision.face_branch import EMOTIONS
+from pipeline.storage.curated import snippet_key
 from pipeline.storage.media import MediaInfo
 
 
@@ -61,6 +63,9 @@ class CallAnalysis:
     stage_info: dict[str, StageInfo]
     versions: dict[str, str]
     processed_at: dt.datetime
+    snippets: ReviewSnippets
+    agent_id: str | None  # from the call's metadata
+    queue: str | None
 
     def role_of(self, speaker: str | None, default: str | None = None) -> str | None:
         return self.roles.roles.get(speaker, default) if speaker else default
@@ -85,6 +90,8 @@ def call_rows(a: CallAnalysis) -> list[dict]:
         "non_talk_s": a.talk.non_talk_s,
         "overlap_s": a.talk.overlap_s,
         "channel_layout": a.layout.kind,
+        "agent_id": a.agent_id,
+        "queue": a.queue,
     }]
 
 
@@ -126,7 +133,8 @@ def qa_flag_rows(a: CallAnalysis) -> list[dict]:
             "call_id": a.call_id, "flag_id": f.flag_id, "flag_type": flags.FLAG_TYPE, "speaker": f.speaker,
             "role": a.role_of(f.speaker), "start_s": round(f.start, 3), "end_s": round(f.end, 3), "score": f.score,
             "confidence": f.confidence, "mean_valence": f.mean_valence, "mean_arousal": f.mean_arousal,
-            "evidence": f.evidence, "rule_version": flags.RULE_VERSION,
+            "evidence": f.evidence, "rule_version": a.versions["flags"],
+            "snippet_key": snippet_key("", a.call_date, a.call_id, f.flag_id) if f.flag_id in a.snippets.audio else None,
         }
         for f in a.flags
     ]
@@ -146,7 +154,8 @@ def stage_metric_rows(a: CallAnalysis) -> list[dict]:
 
 
 def audit_rows(a: CallAnalysis) -> list[dict]:
-    """Every inference performed or withheld, per speaker, with its basis (consent, links)."""
+    """Every inference performed or withheld, with its basis (consent, links, settings): per
+    speaker, per unlinked face track, the transcript's redaction and each flag's review snippet."""
     linked = {t.speaker: t for t in sorted(a.faces.tracks, key=lambda t: -t.link_confidence) if t.speaker is not None} if a.faces else {}
 
     def face_inference(speaker: str) -> tuple[bool, str]:
@@ -187,6 +196,14 @@ def audit_rows(a: CallAnalysis) -> list[dict]:
         "basis": f"{len(a.redacted)} span(s) redacted" + (f": {', '.join(kinds)}" if kinds else ""),
         "model": "rules", "recorded_at": a.processed_at,
     })
+    rows += [
+        {
+            "call_id": a.call_id, "inference": "review_snippet", "subject": f.flag_id, "role": a.role_of(f.speaker),
+            "performed": f.flag_id in a.snippets.audio, "basis": a.snippets.basis[f.flag_id],
+            "model": ENCODER if f.flag_id in a.snippets.audio else None, "recorded_at": a.processed_at,
+        }
+        for f in a.flags
+    ]
     return rows
 
 

@@ -177,6 +177,33 @@ def print_report(report: dict, marts_path: str) -> None:
     print(format_query(marts_path, query))
 
 
+def keep_for_review(settings: Settings, workdir: Path) -> Path:
+    """Copy the curated bucket to ``workdir/curated`` (the S3 endpoint dies with the demo), add demo
+    accounts there, and print the command that serves the review app on it."""
+    import secrets
+    import shutil
+
+    from pipeline.storage.curated import CuratedStore
+    from pipeline.storage.reviews import ReviewStore
+
+    root = workdir / "curated"
+    shutil.rmtree(root, ignore_errors=True)
+    bucket, local = CuratedStore(settings), CuratedStore(settings, root)
+    for key in bucket.list():
+        local.write_bytes(key, bucket.read_bytes(key))
+    store = ReviewStore(settings, root=str(root))
+    logins = {}
+    for username, role in (("demo-reviewer", "reviewer"), ("demo-lead", "lead")):
+        logins[username] = secrets.token_urlsafe(9)
+        store.add_account(username, role, logins[username])
+    _step("Review the flags in a browser")
+    print(f"  .venv/bin/callaffect serve --marts {settings.marts.duckdb_path} --curated-root {root} --insecure-cookies")
+    print("  then open http://127.0.0.1:8080 and sign in (user / password):")
+    for username, password in logins.items():
+        print(f"    {username} / {password}")
+    return root
+
+
 def run_demo(workdir: Path = Path("data/demo"), n_calls: int = 3, seed: int = 0) -> int:
     """The body of ``callaffect demo`` (``make demo``). Returns the exit code: 0 when the nightly run succeeded, every
     uploaded recording was committed in it and every good call was loaded into the marts."""
@@ -229,6 +256,7 @@ def run_demo(workdir: Path = Path("data/demo"), n_calls: int = 3, seed: int = 0)
             print(f"\nNot as expected: good calls not loaded {missing}, recordings missing from the run {unaccounted}",
                   file=sys.stderr)
             return 1
+        keep_for_review(settings, workdir)
         print(f"\nDone in {time.monotonic() - started:.0f} s.")
         return 0
     finally:

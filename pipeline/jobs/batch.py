@@ -208,13 +208,14 @@ def _read_metadata(client, settings: Settings, rec: RawRecording) -> call_metada
 
 
 def _commit(
-    client, settings: Settings, rec: RawRecording, manifest: CallManifest, tables: dict[str, pa.Table]
+    client, settings: Settings, rec: RawRecording, manifest: CallManifest, tables: dict[str, pa.Table],
+    snippets: dict[str, bytes] | None = None,
 ) -> CallManifest:
     """Commit the call from ``rec`` to the curated bucket, then forget its failed runs."""
     s3 = settings.s3
     manifest.source_uri = f"s3://{s3.raw_bucket}/{rec.key}"
     manifest.call_date = rec.call_date  # the partition the keys use
-    CuratedStore(settings, client=client).commit(manifest, tables)
+    CuratedStore(settings, client=client).commit(manifest, tables, snippets)
     # Committed: earlier failed runs no longer count.
     object_store.delete_object(client, s3.curated_bucket, failures_key(s3.ops_prefix, rec.call_date, rec.call_id))
     return manifest
@@ -253,7 +254,7 @@ def _quarantined(rec: RawRecording, reason: str, media: Path) -> CallManifest:
 
 
 def _analyse(client, settings: Settings, rec: RawRecording, work: Path, analyze_fn: AnalyzeFn,
-             clip) -> tuple[CallManifest, dict[str, pa.Table]]:
+             clip) -> tuple[CallManifest, dict[str, pa.Table], dict[str, bytes]]:
     """Download and analyse one recording. Bad input and errors inside the analysis become a
     quarantined manifest; S3 errors propagate (the call stays uncommitted)."""
     s3 = settings.s3
@@ -261,17 +262,19 @@ def _analyse(client, settings: Settings, rec: RawRecording, work: Path, analyze_
     try:
         metadata = _read_metadata(client, settings, rec)
     except call_metadata.MetadataError as exc:
-        return _quarantined(rec, str(exc), media), {}
+        return _quarantined(rec, str(exc), media), {}, {}
     try:
         result = analyze_fn(
             media, rec.call_id, settings=settings, call_date=rec.call_date, metadata=metadata,
             source_uri=f"s3://{s3.raw_bucket}/{rec.key}", **({"clip": clip} if clip is not None else {}),
         )
         manifest = result.manifest
-        return manifest, (_conform(result.tables) if manifest.status == "ok" else {})
+        if manifest.status != "ok":
+            return manifest, {}, {}
+        return manifest, _conform(result.tables), result.snippets
     except Exception as exc:  # noqa: BLE001 - a bug or MemoryError in one call, not the batch
         log.exception("analysis of %s failed", rec.call_id)
-        return _quarantined(rec, f"internal error: {_error_text(exc)}", media), {}
+        return _quarantined(rec, f"internal error: {_error_text(exc)}", media), {}, {}
 
 
 def process_recording(
@@ -294,8 +297,8 @@ def process_recording(
         if not reprocess and CuratedStore(settings, client=client).read_manifest(rec.call_date, rec.call_id) is not None:
             return CallOutcome(rec.call_id, skipped="committed")
         with call_work_dir() as work:
-            manifest, tables = _analyse(client, settings, rec, work, analyze_fn, clip)
-        return CallOutcome(rec.call_id, _commit(client, settings, rec, manifest, tables))
+            manifest, tables, snippets = _analyse(client, settings, rec, work, analyze_fn, clip)
+        return CallOutcome(rec.call_id, _commit(client, settings, rec, manifest, tables, snippets))
     finally:
         leases.release(client, settings, lease)
 

@@ -16,7 +16,9 @@ the build.
 
 A call is loadable when its manifest (under ``<root>_manifests/``, the commit) has status ``ok``
 and ``quality.passed`` is true. The manifests are read in Python (pipeline.storage.curated.CuratedStore)
-into the table ``src_manifests`` before the SQL runs.
+into the table ``src_manifests`` before the SQL runs, and the QA verdicts (under ``<root>_reviews/``,
+pipeline.storage.reviews.ReviewStore) into ``src_qa_verdicts``: the review record stays in the
+bucket, so every build reloads all of it.
 
 The build writes ``<target>.building-<pid>`` next to the target, runs a sanity check, then
 ``os.replace``s it over the target: analysts with the old file open keep reading the old one,
@@ -31,7 +33,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -44,13 +46,16 @@ from pipeline.schemas import TABLES
 from pipeline.settings import Settings
 from pipeline.storage import object_store
 from pipeline.storage.curated import CuratedStore, parse_manifest_key
+from pipeline.storage.reviews import ReviewStore, Verdict
 
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 LAYERS = ("staging", "facts", "marts")
 # Tables a usable build must have; the sanity check fails the build without them.
-REQUIRED_TABLES = ("dim_calls", "fct_call_status", "mart_qa_flags", "mart_daily_trends")
+REQUIRED_TABLES = (
+    "dim_calls", "fct_call_status", "mart_qa_flags", "mart_daily_trends", "mart_flag_precision", "mart_call_quarters",
+)
 
 MANIFESTS_SCHEMA = pa.schema(
     [
@@ -74,6 +79,22 @@ MANIFESTS_SCHEMA = pa.schema(
 )
 
 
+VERDICTS_SCHEMA = pa.schema(
+    [
+        ("verdict_id", pa.string()),
+        ("flag_id", pa.string()),
+        ("call_id", pa.string()),
+        ("call_date", pa.date32()),
+        ("rule_version", pa.string()),  # of the flag as the reviewer saw it
+        ("reviewer", pa.string()),
+        ("verdict", pa.string()),  # confirmed | dismissed | unsure
+        ("comment", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("verdict_key", pa.string()),
+    ]
+)
+
+
 class MartsBuildError(RuntimeError):
     """The build failed; the previous marts file is untouched."""
 
@@ -86,6 +107,9 @@ class MartsReport:
     calls_loaded: int = 0
     calls_quarantined: int = 0
     calls_pending_gate: int = 0  # committed ok but not gated yet: not loaded
+    # QA verdicts on flags these marts do not hold (call not loaded, or re-run under another rule
+    # version): kept in the review store, left out of fct_qa_verdicts.
+    verdicts_not_loaded: int = 0
     built_at: str = ""
     seconds: float = 0.0
 
@@ -126,6 +150,26 @@ def _manifests_table(entries: list[tuple[str, CallManifest]]) -> pa.Table:
             }
         )
     return pa.Table.from_pylist(rows, schema=MANIFESTS_SCHEMA)
+
+
+def _verdicts_table(verdicts: list[Verdict]) -> pa.Table:
+    """One row per verdict object, history included (the SQL picks the verdicts that count)."""
+    rows = [
+        {
+            "verdict_id": v.verdict_id,
+            "flag_id": v.flag_id,
+            "call_id": v.call_id,
+            "call_date": date.fromisoformat(v.call_date),
+            "rule_version": v.rule_version,
+            "reviewer": v.reviewer,
+            "verdict": v.verdict,
+            "comment": v.comment,
+            "created_at": datetime.fromisoformat(v.created_at),
+            "verdict_key": v.key,
+        }
+        for v in verdicts
+    ]
+    return pa.Table.from_pylist(rows, schema=VERDICTS_SCHEMA)
 
 
 def _literal(text: str) -> str:
@@ -247,6 +291,7 @@ def build_marts(
             attach_curated(con, settings, store.root)
             manifests = store.manifests()
             con.from_arrow(_manifests_table(manifests)).create("src_manifests")
+            con.from_arrow(_verdicts_table(ReviewStore(settings, root=store.root).verdicts())).create("src_qa_verdicts")
             sources = {table: _source_sql(con, store, table) for table in TABLES}
             for layer in LAYERS:
                 for path in sorted((sql_root / layer).glob("*.sql")):
@@ -262,6 +307,9 @@ def build_marts(
                 "select count(*) filter (where loadable), count(*) filter (where status = 'quarantined'),"
                 " count(*) filter (where status = 'ok' and quality_passed is null) from src_manifests"
             ).fetchone()
+            verdicts_not_loaded = con.execute(
+                "select count(*) from src_qa_verdicts anti join fct_qa_verdicts using (verdict_id)"
+            ).fetchone()[0]
             con.execute("checkpoint")
         finally:
             con.close()
@@ -277,6 +325,7 @@ def build_marts(
         calls_loaded=tables["dim_calls"],
         calls_quarantined=counts[1],
         calls_pending_gate=counts[2],
+        verdicts_not_loaded=verdicts_not_loaded,
         built_at=utc_now().isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )

@@ -8,14 +8,26 @@ person to review: never a verdict on the customer.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 
 from pipeline.settings import FlagSettings
 from pipeline.records import AffectWindow, Flag, Utterance
 from pipeline.stages import contract
 
-RULE_VERSION = "frustration-v1"
+RULE = "frustration-v1"
 FLAG_TYPE = "customer_frustration"
+
+
+def rule_version(settings: FlagSettings) -> str:
+    """The rule with its thresholds: the defaults are the rule itself; other thresholds are a new
+    version of it (``frustration-v1.<8 hex>``), so verdicts and precision are never pooled across
+    thresholds (mart_flag_precision is per rule version)."""
+    if settings == FlagSettings():
+        return RULE
+    digest = hashlib.sha256(json.dumps(dataclasses.asdict(settings), sort_keys=True).encode()).hexdigest()
+    return f"{RULE}.{digest[:8]}"
 
 
 def _qualifies(w: AffectWindow, s: FlagSettings) -> bool:
@@ -74,5 +86,5 @@ def frustration_flags(
 
 STAGE = contract.Stage(
     "flags", backend=contract.fixed("rules"), run=frustration_flags,
-    model_key="flags", model_version=lambda settings: RULE_VERSION,
+    model_key="flags", model_version=lambda settings: rule_version(settings.flags),
 )

@@ -4,12 +4,13 @@ reads them (Parquet, manifests, the commit).
 A curated root is a string: ``s3://bucket/prefix/`` or a local directory. Under it:
 
     <table>/date=<YYYY-MM-DD>/call_id=<call_id>/part-0.parquet
+    snippets/date=<YYYY-MM-DD>/call_id=<call_id>/<flag_id>.ogg      a flag's review audio
     _manifests/date=<YYYY-MM-DD>/call_id=<call_id>/_manifest.json
 
 Partition keys are Hive style, so DuckDB's read_parquet(..., hive_partitioning=true) sees them.
 Keys are deterministic, so re-running a call overwrites and never duplicates. A call's manifest
-is written after all of its tables: its presence is the commit, and jobs read committed calls
-through ``CuratedStore`` only.
+is written after all of its tables and snippets: its presence is the commit, and jobs read
+committed calls through ``CuratedStore`` only.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from pipeline.settings import Settings
 from pipeline.storage import object_store
 
 MANIFESTS = "_manifests"
+SNIPPETS = "snippets"
 PARQUET_COMPRESSION = "zstd"
+# Flag ids become object names: one path segment, never "." or "..".
+_FLAG_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,255}$")
 
 
 def table_key(curated_prefix: str, table: str, call_date: str, call_id: str) -> str:
@@ -41,6 +45,25 @@ def table_key(curated_prefix: str, table: str, call_date: str, call_id: str) -> 
 
 def manifest_key(curated_prefix: str, call_date: str, call_id: str) -> str:
     return f"{curated_prefix}{MANIFESTS}/date={call_date}/call_id={call_id}/_manifest.json"
+
+
+def snippets_folder(curated_prefix: str, call_date: str, call_id: str) -> str:
+    """The folder of one call's review snippets, ending with "/"."""
+    return f"{curated_prefix}{SNIPPETS}/date={call_date}/call_id={call_id}/"
+
+
+def snippet_key(curated_prefix: str, call_date: str, call_id: str, flag_id: str) -> str:
+    if not _FLAG_ID.match(flag_id):
+        raise ValueError(f"flag id {flag_id!r} cannot name a snippet")
+    return f"{snippets_folder(curated_prefix, call_date, call_id)}{flag_id}.ogg"
+
+
+def parse_snippet_key(key: str, curated_prefix: str) -> tuple[str, str, str] | None:
+    """snippet key -> (call_date, call_id, flag_id)."""
+    m = re.match(
+        re.escape(curated_prefix) + SNIPPETS + r"/date=(\d{4}-\d{2}-\d{2})/call_id=([^/]+)/([^/]+)\.ogg$", key
+    )
+    return (m.group(1), m.group(2), m.group(3)) if m else None
 
 
 def parse_manifest_key(key: str, curated_prefix: str) -> tuple[str, str] | None:
@@ -182,23 +205,32 @@ class CuratedStore:
         key = manifest_key("", manifest.call_date, manifest.call_id)
         self.write_bytes(key, manifest.to_json().encode(), "application/json")
 
-    def commit(self, manifest: CallManifest, tables: dict[str, pa.Table]) -> CallManifest:
-        """Write the call's tables, then its manifest (the commit), then drop tables of older runs.
+    def commit(self, manifest: CallManifest, tables: dict[str, pa.Table],
+               snippets: dict[str, bytes] | None = None) -> CallManifest:
+        """Write the call's tables and review snippets (flag id -> Ogg/Opus), then its manifest
+        (the commit), then drop what older runs left: tables and snippets this run has not.
 
         ``manifest.call_date`` is the partition the keys use. The manifest records each table's
         rows and key. Returns the manifest as committed.
         """
+        day, call_id = manifest.call_date, manifest.call_id
         manifest.created_at = manifest.created_at or utc_now().isoformat()
         manifest.table_keys, manifest.tables = {}, {}
         for name, table in tables.items():
-            key = table_key("", name, manifest.call_date, manifest.call_id)
+            key = table_key("", name, day, call_id)
             self.write_bytes(key, parquet_bytes(table))
             manifest.table_keys[name] = self.stored_key(key)
             manifest.tables[name] = table.num_rows
+        audio_by_key = {snippet_key("", day, call_id, flag_id): audio for flag_id, audio in (snippets or {}).items()}
+        for key, audio in audio_by_key.items():
+            self.write_bytes(key, audio, "audio/ogg")
         self.write_manifest(manifest)
-        # A re-run that produced fewer tables (or a quarantine) must not leave an older run's rows.
+        # A re-run that produced fewer tables or flags (or a quarantine) must not leave an older
+        # run's rows, nor audio of a flag that no longer exists.
         for name in TABLES.keys() - tables.keys():
-            self.delete(table_key("", name, manifest.call_date, manifest.call_id))
+            self.delete(table_key("", name, day, call_id))
+        for key in set(self.list(snippets_folder("", day, call_id))) - audio_by_key.keys():
+            self.delete(key)
         return manifest
 
     def table_keys(self, table: str) -> Iterator[str]:

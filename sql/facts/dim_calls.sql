@@ -1,4 +1,5 @@
 -- dim_calls: one row per loaded call, with what its manifest says about how it was processed.
+-- agent_id and queue come from the call's metadata (null when not given).
 create or replace table dim_calls as
 select
     c.call_id,
@@ -19,6 +20,8 @@ select
     c.non_talk_s,
     c.overlap_s,
     c.channel_layout,
+    c.agent_id,
+    c.queue,
     m.schema_version,
     m.quality_suite,
     m.quality_checked_at,

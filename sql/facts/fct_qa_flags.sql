@@ -1,4 +1,5 @@
--- fct_qa_flags: flagged segments (e.g. customer frustration) with score and evidence.
+-- fct_qa_flags: one row per flagged segment (e.g. customer frustration) with score and evidence.
+-- snippet_key: the flag's review audio under the curated root, null when none was made.
 create or replace table fct_qa_flags as
 select
     call_id,
@@ -15,6 +16,7 @@ select
     mean_valence,
     mean_arousal,
     evidence,
-    rule_version
+    rule_version,
+    snippet_key
 from stg_qa_flags
 order by call_id, start_s, flag_id;

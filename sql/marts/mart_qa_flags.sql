@@ -1,6 +1,8 @@
--- mart_qa_flags: flagged segments for QA review, strongest first (score_rank 1 = review first).
+-- mart_qa_flags: one row per flagged segment, for QA review, strongest first (score_rank 1 = review first).
 -- speaker_text: the flagged speaker's words in the span, in order; transcript: every speaker's
--- utterances that overlap the span, in order, as "role: text" lines.
+-- utterances that overlap the span, in order, as "role: text" lines. agent_id and queue are the
+-- call's (from its metadata), so the queue can be filtered by either; snippet_key is the flag's
+-- review audio under the curated root (null: none made, for want of consent or by settings).
 create or replace table mart_qa_flags as
 with spans as (
     select
@@ -33,7 +35,11 @@ select
     coalesce(s.transcript, '') as transcript,
     coalesce(s.n_utterances, 0) as n_utterances,
     f.evidence,
-    f.rule_version
+    f.rule_version,
+    f.snippet_key,
+    c.agent_id,
+    c.queue
 from fct_qa_flags as f
 left join spans as s using (call_id, flag_id)
+left join dim_calls as c on c.call_id = f.call_id and c.call_date = f.call_date
 order by score_rank;

@@ -61,3 +61,23 @@ def test_demo_runs_one_call_and_bad_inputs_end_to_end(tmp_path):
     port = int(re.search(r"http://127\.0\.0\.1:(\d+)", out).group(1))
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+    # It ends by printing how to review the flags: the serve command on a copy of the curated
+    # bucket (the S3 endpoint is gone) and demo logins that work there.
+    serve = re.search(r"callaffect serve --marts (\S+) --curated-root (\S+) --insecure-cookies", out)
+    assert serve and serve.group(1) == str(marts)
+    from pipeline.settings import Settings
+    from pipeline.storage.curated import CuratedStore
+    from pipeline.storage.reviews import ReviewStore
+
+    root = serve.group(2)
+    assert CuratedStore(Settings(), root).read_manifest(*_date_and_id(con_path=marts, call_id=CALL)) is not None
+    logins = dict(re.findall(r"^    (demo-[a-z]+) / (\S+)$", out, re.MULTILINE))
+    assert set(logins) == {"demo-reviewer", "demo-lead"}
+    store = ReviewStore(Settings(), root=root)
+    assert {u: store.verify_password(u, pw).role for u, pw in logins.items()} == {"demo-reviewer": "reviewer", "demo-lead": "lead"}
+
+
+def _date_and_id(con_path, call_id: str) -> tuple[str, str]:
+    with duckdb.connect(str(con_path), read_only=True) as con:
+        return str(con.execute("select call_date from dim_calls where call_id = ?", [call_id]).fetchone()[0]), call_id

@@ -57,6 +57,7 @@ def fake_analyze(media_path, call_id, *, settings, call_date=None, metadata=None
         "has_video": False, "speech_s": 10.0, "num_speakers": 2, "language": "en",
         "processed_at": datetime(2024, 5, 3, tzinfo=timezone.utc), "pipeline_version": "test",
         "settings_fingerprint": settings.fingerprint(), "non_talk_s": 2.0, "overlap_s": 0.0, "channel_layout": "mono",
+        "agent_id": None, "queue": None,
     }])
     affect = to_table("speaker_affect", [{
         "call_id": call_id, "speaker": f"S{i % 2}", "role": "customer", "start_s": 5.0 * i, "end_s": 5.0 * i + 5,

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -20,6 +22,7 @@ from pipeline.storage import object_store
 from pipeline.jobs.marts import SQL_DIR, MartsBuildError, build_marts, format_query, open_marts, sample_queries
 from pipeline.jobs.quality_gate import gate_committed_calls
 from pipeline.settings import Settings
+from pipeline.storage.reviews import ReviewStore, Verdict
 
 LOADED = {"a1": "2024-05-01", "c1": "2024-05-02", "c2": "2024-05-02"}
 PASSED = {"passed": True, "failures": [], "suite": "callaffect_call_tables@1", "checked_at": "2024-06-01T12:00:00+00:00"}
@@ -256,3 +259,137 @@ def test_marts_from_the_local_s3_endpoint(settings, tmp_path):
         assert con.sql("select count(*) from stg_calls where call_id = 'b1'").fetchone()[0] == 0
     with open_marts(settings) as con:
         assert con.sql("select count(*) from mart_qa_flags").fetchone()[0] == 2
+
+
+# --- the verdict loop: QA verdicts from the review store, and the customer's mood by quarter ----
+
+
+def _verdict(call_id: str, call_date: str, reviewer: str, verdict: str, minute: int, rule: str = "frustration-v1") -> Verdict:
+    at = (datetime(2024, 6, 3, 9, 0, tzinfo=timezone.utc) + timedelta(minutes=minute)).isoformat()
+    return Verdict(uuid.uuid4().hex, f"{call_id}-f0", call_id, call_date, rule, reviewer, verdict, "", at)
+
+
+def test_the_verdict_marts_build_with_no_verdicts(built):
+    assert built.tables["fct_qa_verdicts"] == 0 and built.verdicts_not_loaded == 0
+    precision = _df(built.path, "select * from mart_flag_precision")
+    assert precision[["iso_week", "flags", "flags_reviewed", "judgements_scored", "flags_multi_reviewed"]].values.tolist() == [
+        ["2024-W18", 2, 0, 0, 0]]
+    assert precision[["precision", "brier_score", "reviewer_agreement"]].isna().all(axis=None)
+    quarters = _df(built.path, "select call_id, valence_shift from mart_call_quarters order by call_id")
+    assert quarters.call_id.tolist() == sorted(LOADED) and quarters.valence_shift.notna().all()
+
+
+# Flag scores set by hand, so precision, Brier score and agreement can be worked out below.
+SCORED_CALLS = {  # call id: (call date, ISO week, flag score)
+    "w18a": ("2024-04-29", "2024-W18", 0.8),  # a Monday
+    "w18b": ("2024-05-01", "2024-W18", 0.6),
+    "w18c": ("2024-05-05", "2024-W18", 0.9),  # a Sunday: still week 18
+    "w19a": ("2024-05-06", "2024-W19", 0.7),
+    "y25a": ("2024-12-30", "2025-W01", 0.5),  # ISO year 2025 starts on Monday 2024-12-30
+}
+
+
+def test_flag_precision_is_exact_on_known_verdicts(tmp_path):
+    root = tmp_path / "curated"
+    for call_id, (day, _, score) in SCORED_CALLS.items():
+        tables = make_call_tables(call_id, day, seed=len(call_id) + int(day[-2:]))
+        tables["qa_flags"] = set_values(tables["qa_flags"], "score", {0: score})
+        write_local(root, curated_objects(tables, call_id, day, quality=PASSED))
+    reviews = ReviewStore(Settings(), root=root)
+    for v in [
+        _verdict("w18a", "2024-04-29", "alice", "confirmed", 1),
+        _verdict("w18a", "2024-04-29", "alice", "dismissed", 2),  # alice's latest: dismissed
+        _verdict("w18a", "2024-04-29", "bob", "confirmed", 3),  # the flag's status: confirmed
+        _verdict("w18b", "2024-05-01", "alice", "dismissed", 1),
+        _verdict("w18b", "2024-05-01", "bob", "dismissed", 2),
+        _verdict("w18c", "2024-05-05", "carol", "unsure", 1),
+        _verdict("w19a", "2024-05-06", "alice", "confirmed", 1),
+        _verdict("w19a", "2024-05-06", "bob", "dismissed", 2, rule="frustration-v0"),  # another rule's flag
+        _verdict("gone", "2024-05-01", "alice", "dismissed", 1),  # a call not in the marts
+    ]:
+        reviews.add_verdict(v)
+
+    report = build_marts(Settings(), root, tmp_path / "m.duckdb")
+    assert report.tables["fct_qa_verdicts"] == 7 and report.verdicts_not_loaded == 2
+    facts = _df(report.path, "select * from fct_qa_verdicts where call_id = 'w18a' order by created_at")
+    assert facts.is_latest_by_reviewer.tolist() == [False, True, True]
+    assert facts.is_flag_status.tolist() == [False, False, True]
+    assert facts.score.tolist() == [0.8] * 3 and set(facts.week_start.astype(str)) == {"2024-04-29"}
+
+    got = _df(report.path, "select * from mart_flag_precision order by week_start").set_index("iso_week")
+    assert got.index.tolist() == ["2024-W18", "2024-W19", "2025-W01"]
+    assert (got.rule_version == "frustration-v1").all() and got["flags"].tolist() == [3, 1, 1]
+    w18 = got.loc["2024-W18"]
+    # Status per flag: w18a confirmed (bob, latest), w18b dismissed, w18c unsure (left out).
+    assert (w18.flags_reviewed, w18.flags_confirmed, w18.flags_dismissed, w18.flags_unsure) == (3, 1, 1, 1)
+    assert w18.precision == pytest.approx(1 / 2)
+    # Each reviewer's latest decisive verdict: alice dismissed w18a (0.8 vs 0), bob confirmed w18a
+    # (0.8 vs 1), alice and bob dismissed w18b (0.6 vs 0 twice).
+    assert w18.judgements_scored == 4
+    assert w18.brier_score == pytest.approx((0.8**2 + 0.2**2 + 0.6**2 + 0.6**2) / 4)  # 0.35
+    # Two flags have two reviewers: they disagree on w18a and agree on w18b.
+    assert (w18.flags_multi_reviewed, w18.flags_agreed, w18.reviewer_agreement) == (2, 1, pytest.approx(0.5))
+    w19 = got.loc["2024-W19"]  # bob's verdict was on the frustration-v0 flag: not counted
+    assert (w19.flags_reviewed, w19.precision, w19.judgements_scored) == (1, 1.0, 1)
+    assert w19.brier_score == pytest.approx(0.3**2) and w19.flags_multi_reviewed == 0 and pd.isna(w19.reviewer_agreement)
+    y25 = got.loc["2025-W01"]
+    assert y25.flags_reviewed == 0 and pd.isna(y25.precision) and pd.isna(y25.brier_score)
+
+
+def _customer_arc(call_id: str, day: str, windows: list[tuple[str, float, float, float, float]]) -> dict[str, pa.Table]:
+    """An 80 s call whose speaker_affect is exactly ``windows``: (role, start, end, valence, confidence)."""
+    tables = make_call_tables(call_id, day, duration_s=80.0, seed=11, frustrated=False)
+    template = tables["speaker_affect"].to_pylist()[0]
+    speakers = {"agent": "SPEAKER_00", "customer": "SPEAKER_01"}
+    rows = [
+        {**template, "speaker": speakers[role], "role": role, "start_s": start, "end_s": end, "valence": valence,
+         "confidence": confidence}
+        for role, start, end, valence, confidence in windows
+    ]
+    tables["speaker_affect"] = pa.Table.from_pylist(rows, schema=tables["speaker_affect"].schema)
+    return tables
+
+
+def test_call_quarters_on_known_calls(tmp_path):
+    turned = [  # quarters of the 80 s call: [0, 20) [20, 40) [40, 60) [60, 80]
+        ("customer", 0.0, 5.0, -0.6, 0.5),
+        ("customer", 10.0, 20.0, -0.2, 1.0),
+        ("customer", 17.5, 22.5, 0.0, 0.8),  # midpoint 20.0: opens quarter 2
+        ("agent", 40.0, 45.0, -1.0, 1.0),  # the agent's mood is not the customer's
+        ("customer", 60.0, 70.0, 0.4, 0.5),
+        ("customer", 75.0, 80.0, 0.1, 0.25),
+    ]
+    worse = [("customer", 0.0, 5.0, 0.5, 0.9), ("customer", 40.0, 45.0, 0.0, 0.9), ("customer", 70.0, 80.0, -0.5, 0.6)]
+    root = tmp_path / "curated"
+    write_local(root, curated_objects(_customer_arc("turned", "2024-05-01", turned), "turned", "2024-05-01", quality=PASSED))
+    write_local(root, curated_objects(_customer_arc("worse", "2024-05-01", worse), "worse", "2024-05-01", quality=PASSED))
+    report = build_marts(Settings(), root, tmp_path / "m.duckdb")
+
+    got = _df(report.path, "select * from mart_call_quarters order by call_id").set_index("call_id")
+    q1 = (-0.6 * 0.5 + -0.2 * 1.0) / 1.5
+    q4 = (0.4 * 0.5 + 0.1 * 0.25) / 0.75
+    row = got.loc["turned"]
+    assert [row.q1_valence, row.q2_valence, row.q4_valence] == pytest.approx([q1, 0.0, q4])
+    assert pd.isna(row.q3_valence)  # only the agent spoke in the third quarter
+    assert row.valence_shift == pytest.approx(q4 - q1) and row.turned_around and not row.ended_worse
+    row = got.loc["worse"]
+    assert [row.q1_valence, row.q3_valence, row.q4_valence, row.valence_shift] == pytest.approx([0.5, 0.0, -0.5, -1.0])
+    assert pd.isna(row.q2_valence) and row.ended_worse and not row.turned_around
+
+
+def test_verdicts_survive_a_marts_rebuild_and_a_new_store(settings):
+    client = object_store.s3_client(settings.s3)
+    for key, data in curated_objects(make_call_tables("a1", "2024-05-01", seed=1), "a1", "2024-05-01", quality=PASSED).items():
+        object_store.put_bytes(client, settings.s3.curated_bucket, key, data)
+    written = [
+        ReviewStore(settings).add_verdict(Verdict.new("a1-f0", "a1", "2024-05-01", "frustration-v1", reviewer, verdict))
+        for reviewer, verdict in (("alice", "confirmed"), ("bob", "dismissed"))
+    ]
+    for _ in range(2):
+        report = build_marts(settings)
+        with open_marts(settings) as con:
+            loaded = con.sql("select verdict_id, reviewer, verdict from fct_qa_verdicts order by reviewer").fetchall()
+            agreement = con.sql("select reviewer_agreement from mart_flag_precision").fetchone()[0]
+        assert loaded == [(v.verdict_id, v.reviewer, v.verdict) for v in written] and agreement == 0.0
+        assert report.tables["fct_qa_verdicts"] == 2
+    assert sorted(v.verdict_id for v in ReviewStore(settings).verdicts()) == sorted(v.verdict_id for v in written)

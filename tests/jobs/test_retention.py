@@ -13,7 +13,7 @@ from factories import make_call_tables, set_values
 from pipeline.storage import object_store
 from pipeline.call.exports import CallResult
 from pipeline.jobs.batch import discover_pending, process_recording
-from pipeline.storage.curated import CuratedStore
+from pipeline.storage.curated import CuratedStore, snippet_key, table_key
 from pipeline.manifest import CallManifest
 from pipeline.jobs.quality_gate import gate_committed_calls
 from pipeline.jobs.retention import run_retention
@@ -125,7 +125,42 @@ def test_age_boundary(settings):
     assert [r["key"] for r in older.deleted] == [f"{prefix}{OLD}/old-ok.json", f"{prefix}{OLD}/old-ok.wav"]
 
 
+def _commit_with_snippets(settings, call_id: str, day: str) -> list[str]:
+    flag_ids = [f"{call_id}-f0", f"{call_id}-f1"]
+    CuratedStore(settings).commit(CallManifest(call_id, call_date=day), make_call_tables(call_id, day),
+                                  {f: b"OggS review audio" for f in flag_ids})
+    return [snippet_key("", day, call_id, f) for f in flag_ids]
+
+
+def test_snippets_past_their_age_are_deleted_and_logged_and_the_scores_stay(settings):
+    # 90 days before NOW is 2024-01-02: a call of that day is exactly 90 days old and kept.
+    old = _commit_with_snippets(settings, "old-snip", "2023-12-20")
+    kept = _commit_with_snippets(settings, "edge-snip", "2024-01-02") + _commit_with_snippets(settings, "new-snip", RECENT)
+    store = CuratedStore(settings)
+
+    dry = run_retention(dataclasses.replace(settings, retention=RetentionSettings(dry_run=True)), now=NOW)
+    assert [r["key"] for r in dry.deleted] == old and set(store.list("snippets/")) == set(old + kept)
+
+    report = run_retention(settings, now=NOW)
+    assert set(store.list("snippets/")) == set(kept)
+    assert [(r["call_id"], r["key"], r["kind"], r["bucket"], r["dry_run"]) for r in report.deleted] == [
+        ("old-snip", key, "snippet", settings.s3.curated_bucket, False) for key in old
+    ]
+    assert all("recorded 2023-12-20, older than 90 days" in r["reason"] for r in report.deleted)
+    client = object_store.s3_client(settings.s3)
+    lines = object_store.get_bytes(client, settings.s3.curated_bucket, report.log_key).decode().splitlines()
+    assert [json.loads(line) for line in lines] == report.deleted
+    # The derived scores stay, snippet keys and all: only the audio is gone.
+    assert store.read_manifest("2023-12-20", "old-snip").status == "ok"
+    assert store.read_bytes(table_key("", "qa_flags", "2023-12-20", "old-snip")) is not None
+    assert run_retention(settings, now=NOW).deleted == []
+
+    shorter = dataclasses.replace(settings, retention=RetentionSettings(snippet_max_age_days=0))
+    assert {r["key"] for r in run_retention(shorter, now=NOW).deleted} == set(kept)
+
+
 @pytest.mark.parametrize("days", ["-1", "-30", "ten"])
-def test_a_negative_or_unreadable_retention_age_fails_at_load(days):
-    with pytest.raises(ValueError, match="retention.raw_max_age_days"):
-        load_settings(env={"CALLAFFECT_RETENTION__RAW_MAX_AGE_DAYS": days})
+@pytest.mark.parametrize("setting", ["raw_max_age_days", "snippet_max_age_days"])
+def test_a_negative_or_unreadable_retention_age_fails_at_load(days, setting):
+    with pytest.raises(ValueError, match=f"retention.{setting}"):
+        load_settings(env={f"CALLAFFECT_RETENTION__{setting.upper()}": days})

@@ -60,3 +60,15 @@ def test_model_versions_come_from_the_stages_that_have_models():
     versions = _versions(Settings(), None)
     assert set(versions) == {"speech_activity", "diarization", "transcription", "text_affect", "voice_affect", "flags"}
     assert versions["flags"] == "frustration-v1"
+
+
+def test_other_flag_thresholds_are_another_rule_version():
+    import dataclasses
+
+    from pipeline.settings import FlagSettings
+    from pipeline.stages import flags
+
+    assert flags.rule_version(FlagSettings()) == "frustration-v1"
+    stricter = flags.rule_version(dataclasses.replace(FlagSettings(), valence_max=-0.4))
+    assert stricter.startswith("frustration-v1.") and stricter != flags.rule_version(FlagSettings(arousal_min=0.3))
+    assert stricter == flags.rule_version(FlagSettings(valence_max=-0.4))  # the same thresholds, the same version
