@@ -150,15 +150,28 @@ class CuratedStore:
             object_store.put_bytes(self._client, bucket, root_prefix + key, data, content_type)
             return
         path = Path(self.root) / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        tmp = _temporary_copy(path, data)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Write the object only if it does not exist yet (False when it does): of two writers
+        racing for one key, exactly one wins (S3's If-None-Match; a hard link on a directory)."""
+        if self.is_s3:
+            bucket, root_prefix = self._bucket_prefix
+            return object_store.put_conditional(self._client, bucket, root_prefix + key, data) is not None
+        path = Path(self.root) / key
+        tmp = _temporary_copy(path, data)
+        try:
+            os.link(tmp, path)  # atomic, and fails when the name exists
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        return True
 
     def delete(self, key: str) -> None:
         """Remove the object; one that does not exist is fine."""
@@ -239,3 +252,17 @@ class CuratedStore:
             parts = key.split("/")
             if len(parts) == 4 and parts[1].startswith("date=") and parts[2].startswith("call_id=") and key.endswith(".parquet"):
                 yield key
+
+
+def _temporary_copy(path: Path, data: bytes) -> str:
+    """``data`` in a new temporary file beside ``path`` (same file system, so it can be renamed
+    or linked into place atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp

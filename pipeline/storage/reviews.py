@@ -27,12 +27,10 @@ import json
 import logging
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -415,7 +413,7 @@ class ReviewStore:
         _choice("role", role, ROLES)
         _password(password)
         account = Account(username, role, self.password_hasher.hash(password), _now())
-        if not self._create(account.key, _to_json(account)):
+        if not self._objects.create_bytes(account.key, _to_json(account)):
             raise ValueError(f"username: an account named {username!r} already exists")
         return account
 
@@ -450,23 +448,6 @@ class ReviewStore:
         return account
 
     # --- conditional writes, for the one shared object per account -----------------------------
-
-    def _create(self, key: str, data: bytes) -> bool:
-        """Write ``key`` only if it does not exist; False when it does."""
-        if self._objects.is_s3:
-            return object_store.put_conditional(self._client, self._bucket, self._objects.stored_key(key), data) is not None
-        path = Path(self.root) / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.link(tmp, path)  # atomic, and fails when the name exists
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
-        return True
 
     def _read_versioned(self, key: str) -> tuple[bytes, str] | None:
         """The object's bytes and a version to replace it against (the ETag on S3)."""
