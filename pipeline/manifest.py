@@ -34,6 +34,8 @@ class CallManifest:
     # Problems that did not stop the call, e.g. a video stream broken half-way (audio still used).
     warnings: list[str] = field(default_factory=list)
     created_at: str | None = None
+    # The call metadata's pseudonymous customer id: erasure by subject finds the call by it.
+    subject_id: str | None = None
 
     def quarantine(self, reason: str) -> "CallManifest":
         """Mark the call quarantined because of ``reason`` (none of its tables will be loaded).

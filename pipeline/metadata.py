@@ -24,6 +24,9 @@ CallId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{
 # An identifier from the contact centre's routing (an agent's login, a queue's name): it is stored
 # and filtered on, so it is held to characters that are safe in keys, SQL literals and URLs.
 RoutingId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,127}$")]
+# ISO 3166-1 alpha-2 (e.g. "DE", "US"), or "EU" when only the union is known.
+Jurisdiction = Annotated[str, StringConstraints(pattern=r"^(EU|[A-Z]{2})$")]
+Purpose = Literal["quality", "coaching"]
 
 
 class MetadataError(ValueError):
@@ -35,11 +38,16 @@ class _Strict(BaseModel):
 
 
 class Consent(_Strict):
-    """What the call's metadata allows. Absent keys: allowed for audio, denied for video."""
+    """What the call's metadata allows. Absent keys: allowed for audio, denied for video.
+
+    These are the customer's consents. ``agent_affect`` is the agent's own consent to affect
+    inference for personal coaching; it counts only where settings allow coaching at all
+    (``pipeline.stages.inference_policy``)."""
 
     text_affect: bool = True
     voice_affect: bool = True
     video: bool = False
+    agent_affect: bool = False
 
 
 class CallMetadata(_Strict):
@@ -54,6 +62,13 @@ class CallMetadata(_Strict):
     # Who took the call and the queue it came in on: carried to the tables for the QA queue's filters.
     agent_id: RoutingId | None = None
     queue: RoutingId | None = None
+    # A pseudonymous customer id from the operator's CRM: erasure requests name it
+    # (``callaffect erase --subject``); the mapping to a person stays with the operator.
+    subject_id: RoutingId | None = None
+    # Where the call was taken and what it is processed for. Both can only narrow what the
+    # deployment's settings allow (``pipeline.stages.inference_policy``).
+    jurisdiction: Jurisdiction | None = None
+    purposes: list[Purpose] = Field(default_factory=lambda: ["quality"], max_length=2)
 
     @field_validator("call_date")
     @classmethod

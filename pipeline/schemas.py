@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 # 2: conversation_metrics; calls.non_talk_s, calls.overlap_s, calls.channel_layout
 # 3: face_tracks, face_affect; speaker_affect.face_valence, speaker_affect.face_arousal
 # 4: calls.agent_id, calls.queue; qa_flags.snippet_key
+# 5: audit.policy_rule, audit.consent; coaching_affect (agents' own affect, never in lead-facing marts)
 
 CALLS = pa.schema(
     [
@@ -173,6 +174,8 @@ AUDIT = pa.schema(
         ("basis", pa.string()),  # the consent or policy that allowed or stopped it
         ("model", pa.string()),
         ("recorded_at", pa.timestamp("us", tz="UTC")),
+        ("policy_rule", pa.string()),  # the inference policy's rule that decided, e.g. "agent-no-affect"
+        ("consent", pa.string()),  # the consent it read, e.g. "consent.voice_affect=true"; null if none applies
     ]
 )
 
@@ -203,6 +206,9 @@ TABLES: dict[str, pa.Schema] = {
     "conversation_metrics": CONVERSATION_METRICS,
     "face_tracks": FACE_TRACKS,
     "face_affect": FACE_AFFECT,
+    # An agent's own affect, made only where the policy allows coaching (with the agent's consent):
+    # the marts never load it, so it never reaches leads' marts, reports or the review app.
+    "coaching_affect": SPEAKER_AFFECT,
 }
 
 

@@ -230,6 +230,37 @@ class SnippetSettings:
             raise ValueError(f"setting snippets.bitrate: must be at most 510000 (Opus), got {self.bitrate!r}")
 
 
+# EU member states and the EEA states that apply the AI Act: agent affect can never be enabled here.
+EU_EEA = frozenset(
+    "EU AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO".split()
+)
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """Whose emotions may be inferred (README "Lawful by default"). Call metadata can narrow this,
+    never widen it: a jurisdiction or purpose the settings do not list changes nothing."""
+
+    # Where calls are taken unless their metadata says otherwise (ISO 3166-1 alpha-2, or "EU").
+    jurisdiction: str = "EU"
+    # Jurisdictions where an agent who consents (metadata consent.agent_affect, purpose
+    # "coaching") may get voice and text affect for personal coaching. Empty: never. EU/EEA
+    # codes are refused: the AI Act forbids emotion recognition at work (Art. 5(1)(f)).
+    agent_coaching_jurisdictions: tuple[str, ...] = ()
+    # Below this role confidence a speaker may be the agent: no emotion inference for anyone in
+    # the call whose role came from cues (metadata and channel maps are certain).
+    min_role_confidence: float = 0.3
+
+    def __post_init__(self) -> None:
+        _at_least("policy.min_role_confidence", self.min_role_confidence, 0.0)
+        forbidden = sorted(set(self.agent_coaching_jurisdictions) & EU_EEA)
+        if forbidden:
+            raise ValueError(
+                f"setting policy.agent_coaching_jurisdictions: agent emotion inference is prohibited at work "
+                f"in {', '.join(forbidden)} (EU AI Act Art. 5(1)(f))"
+            )
+
+
 @dataclass(frozen=True)
 class MartsSettings:
     duckdb_path: str = "data/marts/callaffect.duckdb"
@@ -299,6 +330,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     review: ReviewSettings = field(default_factory=ReviewSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -200,6 +200,8 @@ def make_call_tables(
             "basis": "consent:audio",
             "model": "test",
             "recorded_at": processed_at,
+            "policy_rule": "customer-consent",
+            "consent": f"consent.{inference}=true",
         }
         for spk in (AGENT, CUSTOMER)
         for inference in ("text_valence", "voice_arousal")
@@ -217,6 +219,7 @@ def make_call_tables(
         ],
         "face_tracks": face_tracks,
         "face_affect": face_affect,
+        "coaching_affect": [],
     }
     return {name: to_table(name, rows[name]) for name in TABLES}
 

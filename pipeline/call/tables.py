@@ -176,6 +176,7 @@ def audit_rows(a: CallAnalysis) -> list[dict]:
         {
             "call_id": a.call_id, "inference": inference, "subject": speaker, "role": a.role_of(speaker),
             "performed": performed, "basis": basis, "model": model if performed else None, "recorded_at": a.processed_at,
+            "policy_rule": None, "consent": None,
         }
         for speaker in sorted(a.turns.labels())
         for inference, performed, basis, model in (row(speaker) for row in inferences)
@@ -186,6 +187,7 @@ def audit_rows(a: CallAnalysis) -> list[dict]:
             "call_id": a.call_id, "inference": "face_expression", "subject": f"face_track:{t.track_id}", "role": None,
             "performed": t.n_usable > 0, "basis": f"{a.face_basis}; track not linked to a speaker",
             "model": a.versions.get("face_expression") if t.n_usable > 0 else None, "recorded_at": a.processed_at,
+            "policy_rule": None, "consent": None,
         }
         for t in (a.faces.tracks if a.faces else []) if t.speaker is None
     ]
@@ -194,13 +196,14 @@ def audit_rows(a: CallAnalysis) -> list[dict]:
         "call_id": a.call_id, "inference": "pii_redaction", "subject": "transcript", "role": None,
         "performed": bool(a.redacted),
         "basis": f"{len(a.redacted)} span(s) redacted" + (f": {', '.join(kinds)}" if kinds else ""),
-        "model": "rules", "recorded_at": a.processed_at,
+        "model": "rules", "recorded_at": a.processed_at, "policy_rule": None, "consent": None,
     })
     rows += [
         {
             "call_id": a.call_id, "inference": "review_snippet", "subject": f.flag_id, "role": a.role_of(f.speaker),
             "performed": f.flag_id in a.snippets.audio, "basis": a.snippets.basis[f.flag_id],
             "model": ENCODER if f.flag_id in a.snippets.audio else None, "recorded_at": a.processed_at,
+            "policy_rule": None, "consent": None,
         }
         for f in a.flags
     ]
@@ -254,6 +257,7 @@ ROW_BUILDERS: dict[str, Callable[[CallAnalysis], list[dict]]] = {
     "conversation_metrics": conversation_metric_rows,
     "face_tracks": face_track_rows,
     "face_affect": face_affect_rows,
+    "coaching_affect": lambda a: [],
 }
 
 
