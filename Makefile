@@ -41,7 +41,12 @@ lock:
 	  .lock-venv/bin/pip install -q -r requirements.in && \
 	  { echo "# Exact pins for every Python dependency, resolved from requirements.in by 'make lock'."; \
 	    echo "# CPU profile (onnxruntime). GPU images swap in onnxruntime-gpu: see docker/ray-gpu.Dockerfile."; \
-	    .lock-venv/bin/pip freeze --all --exclude-editable | grep -vE "^(pip|wheel)=="; } > requirements.lock && rm -rf .lock-venv
+	    .lock-venv/bin/pip freeze --all --exclude-editable | grep -vE "^(pip|wheel)=="; } > requirements.lock && \
+	  .lock-venv/bin/pip install -q -c requirements.lock opensmile && \
+	  { echo "# The opt-in openSMILE voice backend and what only it needs, resolved against requirements.lock by 'make lock'."; \
+	    echo "# Non-commercial licence (LICENCES.toml): the dev/test venv installs it (infra/local/bootstrap.sh); the images do not."; \
+	    .lock-venv/bin/pip freeze --all --exclude-editable | grep -vxFf requirements.lock | grep -vE "^(pip|wheel)=="; } > requirements-opensmile.lock && \
+	  rm -rf .lock-venv
 
 clean:
 	rm -rf data/ .pytest_cache

@@ -58,7 +58,7 @@ def _run_vision(video: str, rttm: str, repeat: int, period: float) -> dict:
     load_s = time.perf_counter() - t
     turns = _turns_from_rttm(Path(rttm), repeat, period)
     t = time.perf_counter()
-    result = face_branch.analyze_video(video, turns, settings)
+    result = face_branch.analyze_video(video, turns, settings, readable=turns.labels())
     wall = time.perf_counter() - t
     return {
         "load_s": round(load_s, 2), "wall_s": round(wall, 2), "frames_sampled": result.frames_sampled,

@@ -121,7 +121,7 @@ def main() -> int:
     for call in calls:
         reference = next(iter(load_rttm(call.rttm_path).values()))
         t = time.perf_counter()
-        result = face_branch.analyze_video(call.video_path, reference, settings)
+        result = face_branch.analyze_video(call.video_path, reference, settings, readable=reference.labels())
         vision_s += time.perf_counter() - t
         rows = score_tracks(_track_rows(result), call)
         truth_rows += rows

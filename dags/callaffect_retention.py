@@ -1,6 +1,8 @@
-"""Retention: delete raw media of committed calls past ``retention.raw_max_age_days``, log each deletion.
+"""Retention: one age limit per kind of data (raw media, review snippets, utterance text, affect
+windows, aggregates; ``retention.*``), each deletion or rewrite logged under ``_ops/retention/``.
 
-Never touches a recording without a committed manifest; derived tables stay.
+Never touches media of a call that is not processed, nor derived data of a call not yet gated.
+The task returns the report, with the per-kind counts under ``counts``.
 """
 
 from __future__ import annotations

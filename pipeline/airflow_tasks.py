@@ -332,11 +332,46 @@ def check_run(summary: dict | None, trend: dict | None = None) -> dict:
 
 
 def apply_retention() -> dict:
-    """Delete raw media of processed calls past the configured age; every deletion is logged."""
+    """Apply every retention limit (raw media, snippets, utterance text, affect windows,
+    aggregates); each deletion or rewrite is in the JSON Lines log the report names."""
     from pipeline.jobs.retention import run_retention
 
     report = run_retention(_task_settings())
-    for rec in report.deleted:
-        log.info("deleted s3://%s/%s (call %s): %s", rec["bucket"], rec["key"], rec["call_id"], rec["reason"])
-    log.info("retention: %d object(s) deleted, %d old recording(s) kept, log %s", len(report.deleted), len(report.kept), report.log_key)
+    # Counts only: keys name calls, and the log under _ops/retention/ (which erasure cleans) has them.
+    for kind, n in report.counts.items():
+        log.info("retention %s: %d object(s) %s", kind, n, "would go (dry run)" if report.dry_run else "deleted or rewritten")
+    log.info("retention: %d item(s) past their age kept, log %s", len(report.kept), report.log_key)
+    # XCom lives in Airflow's database, which erasure cannot reach: no key or call id goes there.
+    return {"dry_run": report.dry_run, "counts": report.counts, "kept": len(report.kept), "log_key": report.log_key}
+
+
+# --- erasure ---------------------------------------------------------------------------------
+
+
+def erase_requested() -> dict:
+    """Work through the erasure requests under ``<ops_prefix>erasure/requests/`` (pipeline.jobs.erasure):
+    each valid one erased from both buckets and moved to ``done/`` (its record), each invalid one
+    rejected with its reason. Request ids and counts only: no call or subject id reaches XCom or logs."""
+    from pipeline.jobs import erasure
+    from pipeline.jobs.trend_report import WINDOW_DAYS
+
+    report = erasure.process_requests(_task_settings(), report_window_days=WINDOW_DAYS)
+    log.info("erasure: %d request(s) done, %d rejected, %d waiting for a call under analysis",
+             len(report.done), len(report.rejected), len(report.busy))
     return report.to_dict()
+
+
+def finish_erasures() -> dict:
+    """One marts rebuild (a new DuckDB file) for every request erased from the buckets but not
+    yet from the marts, checked free of their calls; then the trend reports they deleted are
+    rebuilt and each erasure record completed. Skipped when no erasure waits."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from pipeline.jobs import erasure
+    from pipeline.jobs.marts import build_marts as build
+    from pipeline.jobs.trend_report import build_trend_report
+
+    result = erasure.finish_pending(_task_settings(), build_marts=build, build_report=build_trend_report)
+    if not result["requests"]:
+        raise AirflowSkipException("no erasure waits for the marts")
+    return result

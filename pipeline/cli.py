@@ -2,6 +2,7 @@
 
     callaffect analyze MEDIA --out DIR [--call-id ID] [--metadata FILE] [--config FILE]
     callaffect batch | quality-gate | retention | marts build | report build [--day D]   (the scheduled jobs)
+    callaffect erase --call-id ID | --subject ID --request-id R --requested-by WHO [--dry-run] [--no-marts]
     callaffect s3 serve | synth | demo | eval diarization|asr      (developer tooling)
     callaffect users add NAME --role ROLE [--password-stdin] | users list   (review app accounts)
     callaffect flags tune [--valence-max V ...] [--arousal-min A ...] [--json]   (reads the marts)
@@ -13,7 +14,8 @@ Exit codes, for every command:
     2  analyze: unusable input or metadata (one-line reason on stderr; the manifest is still
        written, with status "quarantined")
     3  done, but some items failed: batch: calls not committed (retried next run);
-       quality-gate: calls failed the gate (now quarantined)
+       quality-gate: calls failed the gate (now quarantined); erase: a call is being analysed
+       (nothing erased: run it again later)
 """
 
 from __future__ import annotations
@@ -117,6 +119,21 @@ def cmd_report_build(args) -> int:
     return EXIT_OK
 
 
+def cmd_governance_report(args) -> int:
+    from datetime import date
+
+    from pipeline.jobs.governance import governance_report, render_text
+
+    try:
+        date_from, date_to = date.fromisoformat(args.date_from), date.fromisoformat(args.date_to)
+        report = governance_report(_settings(args), date_from, date_to, marts_path=args.marts)
+    except ValueError as exc:
+        print(f"callaffect: governance report: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(report.to_dict(), indent=2) if args.json else render_text(report))
+    return EXIT_OK
+
+
 def cmd_quality_gate(args) -> int:
     from pipeline.jobs.quality_gate import gate_committed_calls
 
@@ -132,7 +149,36 @@ def cmd_quality_gate(args) -> int:
 def cmd_retention(args) -> int:
     from pipeline.jobs.retention import run_retention
 
-    print(json.dumps(_as_dict(run_retention(_settings(args))), indent=2, default=str))
+    report = run_retention(_settings(args))
+    print(json.dumps(report.to_dict(), indent=2, default=str))
+    # The per-kind counts on stderr too: the one line an operator reads (no keys, no call ids).
+    counts = ", ".join(f"{kind} {n}" for kind, n in report.counts.items())
+    print(f"callaffect: retention{' (dry run)' if report.dry_run else ''}: {counts}; {len(report.kept)} kept", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_erase(args) -> int:
+    """Erase one call or a subject's calls from both buckets; then (unless --no-marts or a dry run)
+    rebuild the marts as a new file and the trend reports that held them. Prints a JSON summary
+    that names calls only by digest."""
+    from pipeline.jobs import erasure
+    from pipeline.jobs.marts import build_marts
+    from pipeline.jobs.trend_report import WINDOW_DAYS, build_trend_report
+
+    settings = _settings(args)
+    request = erasure.validate_request({
+        "request_id": args.request_id, "requested_by": args.requested_by,
+        **({"call_id": args.call_id} if args.call_id is not None else {"subject_id": args.subject}),
+    })
+    try:
+        result = erasure.erase(settings, request, dry_run=args.dry_run, report_window_days=WINDOW_DAYS)
+    except erasure.ErasureBusy as exc:
+        print(f"callaffect: erase: {exc}", file=sys.stderr)
+        return EXIT_PARTIAL
+    summary = {"erasure": result.to_dict(), "marts": None}
+    if not args.dry_run and not args.no_marts:
+        summary["marts"] = erasure.finish_pending(settings, build_marts=build_marts, build_report=build_trend_report)
+    print(json.dumps(summary, indent=2, default=str))
     return EXIT_OK
 
 
@@ -269,10 +315,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--day", help="YYYY-MM-DD: the last call date it covers (default: today, UTC)")
     p.set_defaults(fn=cmd_report_build)
 
+    governance = sub.add_parser("governance", help="what was inferred, withheld, erased and deleted").add_subparsers(
+        dest="governance_command", required=True)
+    p = governance.add_parser("report", help="calls, consents, inferences made and withheld by role and rule, audit "
+                                             "completeness, erasures and their latency, retention deletions")
+    p.add_argument("--config")
+    p.add_argument("--from", dest="date_from", required=True, help="YYYY-MM-DD: first call date (and erasure/deletion day)")
+    p.add_argument("--to", dest="date_to", required=True, help="YYYY-MM-DD: last one")
+    p.add_argument("--marts", help="DuckDB file (default: settings marts.duckdb_path)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(fn=cmd_governance_report)
+
     _add_users_and_flags(sub)
 
     add("quality-gate", cmd_quality_gate, "run the data-quality gate on newly committed calls")
-    add("retention", cmd_retention, "delete raw media of processed calls past the retention age")
+    p = add("erase", cmd_erase, "erase a call, or every call of a subject, from both buckets and the marts (GDPR Art. 17)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--call-id", help="the call to erase")
+    target.add_argument("--subject", help="the subject_id (call metadata) whose calls to erase")
+    p.add_argument("--request-id", required=True, help="the request's id (letters, digits, '_', '.', '-'; never the id erased)")
+    p.add_argument("--requested-by", required=True, help="who asked: an operator's id or ticket, not the subject's")
+    p.add_argument("--dry-run", action="store_true", help="list what would go, change nothing")
+    p.add_argument("--no-marts", action="store_true",
+                   help="leave the marts rebuild to the callaffect_erasure DAG's next run")
+    add("retention", cmd_retention, "apply the retention limits: raw media, snippets, utterance text, affect windows, aggregates")
 
     s3 = sub.add_parser("s3", help="local S3 endpoint").add_subparsers(dest="s3_command", required=True)
     p = s3.add_parser("serve", help="run moto's S3 server on 127.0.0.1 until stopped")

@@ -81,6 +81,45 @@ class RoleAssignment:
     source: str  # "metadata", "channel_map", "channel_cues" or "cues"
 
 
+Inference = Literal["text_valence", "voice_arousal", "face_expression"]
+Audience = Literal["quality", "coaching"]
+
+
+@dataclass(frozen=True)
+class InferenceDecision:
+    """Whether one kind of emotion inference may be made about one speaker, and why."""
+
+    speaker: str
+    role: str | None
+    inference: Inference
+    allowed: bool
+    rule: str  # the policy rule that decided (pipeline.stages.inference_policy)
+    consent: str | None  # the consent it read, e.g. "consent.voice_affect=true"; None when none applies
+    reason: str  # one line for the audit's basis
+    audience: Audience | None = None  # where an allowed result may go: quality marts, or coaching only
+
+
+@dataclass(frozen=True)
+class InferencePolicy:
+    """Every decision of one call: per speaker, per inference."""
+
+    decisions: tuple[InferenceDecision, ...]
+
+    def decision(self, speaker: str, inference: Inference) -> InferenceDecision | None:
+        return next((d for d in self.decisions if d.speaker == speaker and d.inference == inference), None)
+
+    def allowed(self, speaker: str, inference: Inference) -> bool:
+        d = self.decision(speaker, inference)
+        return d is not None and d.allowed
+
+    def speakers(self, inference: Inference | None = None, audience: Audience | None = None) -> set[str]:
+        """Speakers with an allowed inference (of this kind, for this audience, when given)."""
+        return {
+            d.speaker for d in self.decisions
+            if d.allowed and (inference is None or d.inference == inference) and (audience is None or d.audience == audience)
+        }
+
+
 @dataclass(frozen=True)
 class SpeakerMetrics:
     speaker: str
@@ -113,7 +152,8 @@ class TextValence:
 
 @dataclass(frozen=True)
 class VoiceFrames:
-    """Per-10 ms eGeMAPS low-level descriptors (only what the arousal estimate uses)."""
+    """Per-10 ms voice cues (BS.1770 loudness and pYIN pitch by default, or openSMILE's eGeMAPS
+    descriptors): only what the arousal estimate uses."""
 
     loudness: np.ndarray
     f0_semitones: np.ndarray  # 0 where unvoiced

@@ -202,6 +202,26 @@ class AffectSettings:
     face_weight: float = 0.5
 
 
+# voice.backend -> what it reads; the first is the default.
+VOICE_BACKENDS = {
+    "bs1770-pyin": "loudness per ITU-R BS.1770 (pyloudnorm, MIT) and pitch from pYIN (librosa, ISC)",
+    "opensmile-egemaps": "openSMILE eGeMAPSv02 (audEERING research licence: non-commercial; optional extra)",
+}
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    """The voice arousal cues (loudness and pitch every 10 ms)."""
+
+    # The default is licence-clean; "opensmile-egemaps" needs `pip install 'callaffect[opensmile]'`
+    # and a licence from audEERING for any commercial use.
+    backend: str = "bs1770-pyin"
+
+    def __post_init__(self) -> None:
+        if self.backend not in VOICE_BACKENDS:
+            raise ValueError(f"setting voice.backend: unknown backend {self.backend!r} ({', '.join(VOICE_BACKENDS)})")
+
+
 @dataclass(frozen=True)
 class FlagSettings:
     valence_max: float = -0.2
@@ -268,16 +288,42 @@ class MartsSettings:
 
 @dataclass(frozen=True)
 class RetentionSettings:
+    """One age limit per kind of data, counted in days from the call's date (pipeline.jobs.retention)."""
+
     # Raw media of committed calls older than this is deleted; derived scores stay.
     raw_max_age_days: int = 30
     dry_run: bool = False
     # Review snippets (curated snippets/) of calls older than this are deleted; the scores stay.
     snippet_max_age_days: int = 90
+    # Utterance text (and reviewers' notes and comments, which may quote it) is removed; word
+    # counts, times and scores stay.
+    utterance_text_max_age_days: int = 180
+    # speaker_affect, face_affect and coaching_affect windows are deleted; flags, conversation
+    # metrics and the call row stay.
+    affect_window_max_age_days: int = 365
+    # Everything derived of the call goes (tables, snippets, review records, manifest).
+    aggregate_max_age_days: int = 730
 
     def __post_init__(self) -> None:
         # 0 deletes as soon as a call has passed the gate; below that is a typo, not a policy.
-        _at_least("retention.raw_max_age_days", self.raw_max_age_days, 0)
-        _at_least("retention.snippet_max_age_days", self.snippet_max_age_days, 0)
+        for name in ("raw_max_age_days", "snippet_max_age_days", "utterance_text_max_age_days",
+                     "affect_window_max_age_days", "aggregate_max_age_days"):
+            _at_least(f"retention.{name}", getattr(self, name), 0)
+        # Audio holds the words: text removed while its audio stays would not remove the words.
+        # Raw vs snippets and text vs affect windows are independent (different data).
+        for name in ("raw_max_age_days", "snippet_max_age_days"):
+            if getattr(self, name) > self.utterance_text_max_age_days:
+                raise ValueError(
+                    f"setting retention.{name}: must not exceed retention.utterance_text_max_age_days "
+                    f"({self.utterance_text_max_age_days}): the audio would keep the words the text limit removes"
+                )
+        # The aggregate limit deletes the whole call: a longer limit on a part of it means nothing.
+        for name in ("raw_max_age_days", "snippet_max_age_days", "utterance_text_max_age_days", "affect_window_max_age_days"):
+            if getattr(self, name) > self.aggregate_max_age_days:
+                raise ValueError(
+                    f"setting retention.aggregate_max_age_days: must be at least retention.{name} "
+                    f"({getattr(self, name)}), got {self.aggregate_max_age_days}"
+                )
 
 
 @dataclass(frozen=True)
@@ -291,6 +337,18 @@ class ScheduleSettings:
     start_on_landing: bool = False
     landing_cron: str = "*/30 * * * *"
     retention_cron: str = "0 4 * * *"
+    # Erasure requests waiting under <ops_prefix>erasure/requests/ are worked through this often.
+    erasure_cron: str = "0 * * * *"
+
+
+@dataclass(frozen=True)
+class ErasureSettings:
+    """Erasure on request (`callaffect erase`, the callaffect_erasure DAG)."""
+
+    # A file holding the key of the HMAC-SHA256 digests that stand for call and subject ids in
+    # erasure records (created 0600 when missing). Every host that erases or checks records needs
+    # the same file: a record names the key it was made with and refuses another.
+    digest_key_path: str = "~/.config/callaffect/erasure-key"
 
 
 @dataclass(frozen=True)
@@ -324,6 +382,7 @@ class Settings:
     redaction: RedactionSettings = field(default_factory=RedactionSettings)
     model_store: ModelStoreSettings = field(default_factory=ModelStoreSettings)
     affect: AffectSettings = field(default_factory=AffectSettings)
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
     flags: FlagSettings = field(default_factory=FlagSettings)
     snippets: SnippetSettings = field(default_factory=SnippetSettings)
     marts: MartsSettings = field(default_factory=MartsSettings)
@@ -331,6 +390,7 @@ class Settings:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     review: ReviewSettings = field(default_factory=ReviewSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    erasure: ErasureSettings = field(default_factory=ErasureSettings)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -347,7 +407,7 @@ class Settings:
 
     def fingerprint(self) -> str:
         """Short hash of everything that can change an analysis result (recorded per call)."""
-        analysis = {k: v for k, v in self.to_dict().items() if k not in ("s3", "ray", "marts", "retention", "schedule", "model_store", "review")}
+        analysis = {k: v for k, v in self.to_dict().items() if k not in ("s3", "ray", "marts", "retention", "schedule", "model_store", "review", "erasure")}
         return hashlib.sha256(json.dumps(analysis, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real local stack (moto's S3 server on 127.0.0.1, a local Ray cluster)."""
+"""Shared fixtures: the real local stack (moto's S3 server on 127.0.0.1, a local Ray cluster, one
+Airflow home per session)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_env import airflow_home, dagbag, task_env  # noqa: F401 (fixtures: one Airflow home per session)
 from pipeline.storage import object_store
 from pipeline.devtools.s3server import LocalS3
 from pipeline.settings import MartsSettings, RaySettings, S3Settings, Settings

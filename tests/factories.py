@@ -19,6 +19,7 @@ from pyannote.core import Annotation, Segment
 
 from pipeline.manifest import CallManifest
 from pipeline.records import Utterance, Word
+from pipeline.stages.inference_policy import CONSENT_KEY
 from pipeline.schemas import SCHEMA_VERSION, TABLES, to_table
 from pipeline.stages.text.conversation import conversation_metrics
 from pipeline.storage.curated import manifest_key, parquet_bytes, snippet_key, table_key
@@ -80,12 +81,13 @@ def make_call_tables(
                 "text": text,
                 "n_words": len(text.split()),
                 "asr_confidence": round(rng.uniform(0.6, 0.99), 3),
-                "text_valence": -0.7 if angry else round(rng.uniform(0.0, 0.5), 3),
+                # The inference policy reads customers only (pipeline.stages.inference_policy).
+                "text_valence": None if turn["speaker"] == AGENT else -0.7 if angry else round(rng.uniform(0.0, 0.5), 3),
             }
         )
 
     affect = []
-    for spk in (AGENT, CUSTOMER):
+    for spk in (CUSTOMER,):  # no emotion is inferred about the agent
         own = [u for u in utterances if u["speaker"] == spk]
         start = 0.0
         while start < duration_s:
@@ -196,15 +198,15 @@ def make_call_tables(
             "inference": inference,
             "subject": spk,
             "role": ROLES[spk],
-            "performed": True,
-            "basis": "consent:audio",
-            "model": "test",
+            "performed": spk == CUSTOMER,
+            "basis": "customer, consent" if spk == CUSTOMER else "no emotion inference about agents",
+            "model": "test" if spk == CUSTOMER else None,
             "recorded_at": processed_at,
-            "policy_rule": "customer-consent",
-            "consent": f"consent.{inference}=true",
+            "policy_rule": "customer-consent" if spk == CUSTOMER else "agent-no-affect",
+            "consent": f"consent.{CONSENT_KEY[inference]}=true" if spk == CUSTOMER else None,
         }
         for spk in (AGENT, CUSTOMER)
-        for inference in ("text_valence", "voice_arousal")
+        for inference in ("text_valence", "voice_arousal") + (("face_expression",) if video else ())
     ]
     rows = {
         "calls": calls,
@@ -244,6 +246,8 @@ def _face_rows(call_id: str, duration_s: float, stretch: tuple[float, float], rn
     ]
     affect = []
     for track, speaker in tiles:
+        if speaker != CUSTOMER:  # the agent's and unlinked faces are never read
+            continue
         for start in range(0, int(duration_s // WINDOW_S)):
             t0 = start * WINDOW_S
             angry = speaker == CUSTOMER and t0 < stretch[1] and t0 + WINDOW_S > stretch[0]

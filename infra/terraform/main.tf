@@ -10,8 +10,12 @@ locals {
   raw_arn     = aws_s3_bucket.raw.arn
   curated_arn = aws_s3_bucket.curated.arn
 
-  # Curated key layout (pipeline/storage/curated.py): <curated_prefix><table>/..., <curated_prefix>_manifests/...
+  # Curated key layout (pipeline/storage/curated.py, reviews.py): <curated_prefix><table>/..., _manifests/...,
+  # snippets/..., _reviews/...
   manifests_prefix = "${var.curated_prefix}_manifests/"
+  snippets_prefix  = "${var.curated_prefix}snippets/"
+  reviews_prefix   = "${var.curated_prefix}_reviews/"
+  reports_prefix   = "${var.curated_prefix}reports/"
   table_prefixes   = [for t in var.curated_tables : "${var.curated_prefix}${t}/"]
 
   s3_via  = "s3.${var.region}.amazonaws.com"

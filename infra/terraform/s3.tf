@@ -88,14 +88,21 @@ resource "aws_s3_bucket_policy" "this" {
   depends_on = [aws_s3_bucket_public_access_block.this]
 }
 
-# Raw: recordings expire after a hard limit whatever their state (the retention DAG deletes
-# processed ones much earlier). On a versioned bucket a delete or an expiry only adds a delete
-# marker: the media is gone for good once its noncurrent version expires too.
+# Lifecycle: a backstop to the retention job, never ahead of it (variables.tf, lifecycle_margin_days).
+locals {
+  raw_expiration_days     = var.retention_raw_max_age_days + var.lifecycle_margin_days
+  snippet_expiration_days = var.retention_snippet_max_age_days + var.lifecycle_margin_days
+}
+
+# Raw: recordings (and their metadata JSON) expire raw limit + margin after upload, whatever their
+# state; the retention DAG deletes processed ones at the limit. On a versioned bucket a delete or
+# an expiry only adds a delete marker: the media is gone for good once its noncurrent version
+# expires too.
 resource "aws_s3_bucket_lifecycle_configuration" "raw" {
   bucket = aws_s3_bucket.raw.id
 
   rule {
-    id     = "recordings-hard-limit"
+    id     = "recordings-backstop"
     status = "Enabled"
 
     filter {
@@ -103,7 +110,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "raw" {
     }
 
     expiration {
-      days = var.raw_media_max_age_days
+      days = local.raw_expiration_days
     }
   }
 
@@ -136,10 +143,25 @@ resource "aws_s3_bucket_lifecycle_configuration" "raw" {
   depends_on = [aws_s3_bucket_versioning.this]
 }
 
-# Curated: results are kept; only superseded versions, stale delete markers (each commit deletes
-# the keys of tables a call did not produce) and abandoned uploads go.
+# Curated: results are kept (the retention job applies the text, affect and aggregate limits:
+# it must read the manifests to know which calls it may touch). Review snippets have a backstop;
+# superseded versions (what retention deleted or rewrote, stale tables), stale delete markers
+# and abandoned uploads go.
 resource "aws_s3_bucket_lifecycle_configuration" "curated" {
   bucket = aws_s3_bucket.curated.id
+
+  rule {
+    id     = "snippets-backstop"
+    status = "Enabled"
+
+    filter {
+      prefix = local.snippets_prefix
+    }
+
+    expiration {
+      days = local.snippet_expiration_days
+    }
+  }
 
   rule {
     id     = "noncurrent-and-uploads"

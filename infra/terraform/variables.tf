@@ -81,27 +81,54 @@ variable "curated_tables" {
 
 # --- lifecycle -------------------------------------------------------------------------------
 
-variable "raw_media_max_age_days" {
-  description = "Hard limit: recordings expire this many days after upload, processed or not. A backstop to the retention DAG (retention.raw_max_age_days, default 30), so keep it well above that plus any processing backlog."
+# The retention job (pipeline/jobs/retention.py, the callaffect_retention DAG) is the primary:
+# it deletes by the call's date and knows which calls are processed. The lifecycle rules are a
+# backstop for a stalled job: they fire lifecycle_margin_days after the job's limit, counted from
+# upload, and cannot tell a processed recording from one that is not.
+
+variable "retention_raw_max_age_days" {
+  description = "Mirror of retention.raw_max_age_days (pipeline/settings.py, default 30): the job deletes raw media of processed calls past it. Keep equal to the deployed setting."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.retention_raw_max_age_days >= 0
+    error_message = "retention_raw_max_age_days must be 0 or more."
+  }
+}
+
+variable "retention_snippet_max_age_days" {
+  description = "Mirror of retention.snippet_max_age_days (default 90): the job deletes review snippets past it. Keep equal to the deployed setting."
   type        = number
   default     = 90
 
   validation {
-    condition     = var.raw_media_max_age_days >= 1
-    error_message = "raw_media_max_age_days must be at least 1."
+    condition     = var.retention_snippet_max_age_days >= 0
+    error_message = "retention_snippet_max_age_days must be 0 or more."
+  }
+}
+
+variable "lifecycle_margin_days" {
+  description = "Days the lifecycle backstop waits past the job's limit. Raw media expires retention_raw_max_age_days + this after upload, processed or not: an unprocessed or quarantined call must be reprocessed within that time. At least 2: lifecycle counts from upload and rounds to the next midnight UTC, the job counts from the call's date (which a recorder ahead of UTC may write a day early) and runs once a day."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.lifecycle_margin_days >= 2
+    error_message = "lifecycle_margin_days must be at least 2."
   }
 }
 
 variable "raw_noncurrent_days" {
-  description = "Days a deleted or overwritten recording survives as a noncurrent version. The retention DAG's deletes (and the hard limit) become final only then."
+  description = "Days a deleted or overwritten recording survives as a noncurrent version. The retention DAG's deletes (and the backstop) become final only then. At most lifecycle_margin_days."
   type        = number
   default     = 7
 }
 
 variable "curated_noncurrent_days" {
-  description = "Days an overwritten or deleted curated object survives as a noncurrent version (manifests are rewritten by the quality gate; tables on reprocessing)."
+  description = "Days an overwritten or deleted curated object survives as a noncurrent version (manifests rewritten by the quality gate, tables on reprocessing, and what retention deletes or rewrites: text, affect windows, snippets, whole calls). Every curated retention limit is final only this much later. At most lifecycle_margin_days."
   type        = number
-  default     = 30
+  default     = 7
 }
 
 variable "abort_multipart_days" {

@@ -5,6 +5,7 @@ The stages run in the order of the README's stage table, each through its ``STAG
 
     decode -> per channel (or the mono mix): speech_activity -> diarization -> transcription
     -> attribution (the parties merged) -> redaction -> roles -> conversation
+    -> inference_policy (whose emotions may be read, per modality: customers with consent)
     -> the face branch (video, with consent) -> text_affect -> voice_features -> voice_affect
     -> fusion -> flags -> review_snippets (``pipeline.call.snippets``)
     -> one row builder per table (``pipeline.call.tables``)
@@ -34,11 +35,12 @@ from pipeline.call.exports import CallResult, to_rttm, to_webvtt
 from pipeline.call.tables import CallAnalysis, build_tables
 from pipeline.clock import utc_now
 from pipeline.manifest import CallManifest
-from pipeline.metadata import CallMetadata, Consent, MetadataError
+from pipeline.metadata import CallMetadata, MetadataError
 from pipeline.records import (
     AffectWindow,
     ClipModel,
     FaceBranchResult,
+    InferencePolicy,
     SpeakerHints,
     TextValence,
     Utterance,
@@ -47,7 +49,7 @@ from pipeline.records import (
 )
 from pipeline.schemas import SCHEMA_VERSION
 from pipeline.settings import Settings
-from pipeline.stages import contract, flags, fusion
+from pipeline.stages import contract, flags, fusion, inference_policy
 from pipeline.stages.audio import channels, diarization, speech_activity, transcription
 from pipeline.stages.text import attribution, conversation, redaction, roles, text_affect
 from pipeline.stages.vision import face_branch
@@ -61,7 +63,7 @@ DECODE = contract.Stage("decode", backend=contract.fixed("pyav"), run=decode_aud
 # The audio and text path, in order; the face branch times its own parts (face_branch.PARTS).
 STAGES = (
     DECODE, speech_activity.STAGE, diarization.STAGE, transcription.STAGE, attribution.STAGE,
-    redaction.STAGE, roles.STAGE, conversation.STAGE, text_affect.STAGE,
+    redaction.STAGE, roles.STAGE, conversation.STAGE, inference_policy.STAGE, text_affect.STAGE,
     voice_affect.FEATURES_STAGE, voice_affect.STAGE, fusion.STAGE, flags.STAGE, snippets.STAGE,
 )
 
@@ -122,6 +124,7 @@ def analyze_call(
         call_id=call_id, status="ok", source_uri=source_uri or str(media_path),
         call_date=call_date or meta.call_date or dt.date.today().isoformat(), pipeline_version=__version__,
         schema_version=SCHEMA_VERSION, settings_fingerprint=settings.fingerprint(), created_at=utc_now().isoformat(),
+        subject_id=meta.subject_id,
     )
     timer = _Timer(progress)
     if bad_metadata:
@@ -167,10 +170,13 @@ def _analyze_audio(media_path, audio: DecodedAudio, manifest: CallManifest, meta
     role_map = timer.run(roles.STAGE, turns, utterances, meta.roles,
                          speaker_channel if layout.kind == "stereo" else None, meta.channels)
     talk = timer.run(conversation.STAGE, turns, utterances, audio.duration_s)
-    faces, face_basis = _run_face_branch(media_path, audio.info.has_video, turns, settings, meta.consent, timer, clip)
+    # Whose emotions may be read is decided before any affect model runs: they see only that.
+    policy = timer.run(inference_policy.STAGE, role_map, meta, settings.policy)
+    faces, face_basis = _run_face_branch(media_path, audio.info.has_video, turns, settings, meta.consent.video,
+                                         policy, timer, clip)
     if faces is not None and faces.error:
         manifest.warnings.append(f"video: {faces.error}; faces read from the part before it")
-    text_scores, affect = _affect(parts, turns, utterances, faces, meta.consent, settings, timer)
+    text_scores, affect = _affect(parts, turns, utterances, faces, policy, settings, timer)
     customers = {s for s, r in role_map.roles.items() if r == roles.CUSTOMER}
     call_flags = timer.run(flags.STAGE, affect, customers, utterances, settings.flags, manifest.call_id)
     # Cut now: the raw media is deleted by retention, and reviewers still need to hear the flag.
@@ -179,7 +185,7 @@ def _analyze_audio(media_path, audio: DecodedAudio, manifest: CallManifest, meta
     return CallAnalysis(
         call_id=manifest.call_id, call_date=manifest.call_date, manifest=manifest, media=audio.info,
         duration_s=audio.duration_s, speech_s=speech_s, layout=layout, turns=turns, utterances=utterances,
-        redacted=redacted, roles=role_map, talk=talk, consent=meta.consent, text_scores=text_scores, affect=affect,
+        redacted=redacted, roles=role_map, talk=talk, policy=policy, text_scores=text_scores, affect=affect,
         flags=call_flags, faces=faces, face_basis=face_basis, stage_seconds=timer.seconds,
         stage_info={s.name: s.info(settings) for s in STAGES} | face_branch.parts_info(settings, faces),
         versions=_versions(settings, faces), processed_at=utc_now(), snippets=review,
@@ -211,35 +217,44 @@ def _analyze_part(samples: np.ndarray, sample_rate: int, channel: int | None, ot
     return _Part(samples, sample_rate, channel, speech, turns, words)
 
 
-def _run_face_branch(media_path, has_video: bool, turns: Annotation, settings: Settings, consent: Consent,
-                     timer: _Timer, clip: ClipModel | None) -> tuple[FaceBranchResult | None, str]:
-    """The face branch, when the call has video, consent and the branch is on; else why not."""
+def _run_face_branch(media_path, has_video: bool, turns: Annotation, settings: Settings, video_consent: bool,
+                     policy: InferencePolicy, timer: _Timer, clip: ClipModel | None) -> tuple[FaceBranchResult | None, str]:
+    """The face branch, when the call has video, consent and the branch is on; else why not.
+    Expressions are read only for the speakers the policy allows."""
     if not has_video:
         return None, "no video stream"
-    if not consent.video:
+    if not video_consent:
         return None, "consent.video=false"
     if not settings.vision.enabled:
         return None, "vision.enabled=false"
-    result = face_branch.analyze_video(media_path, turns, settings, clip=clip or face_branch.clip_model(settings))
+    readable = policy.speakers("face_expression")
+    if not readable:  # faces would be found and followed for nothing: data minimisation
+        return None, "no speaker's face may be read (inference policy)"
+    result = face_branch.analyze_video(media_path, turns, settings, readable=readable,
+                                       clip=clip or face_branch.clip_model(settings))
     timer.record(result.seconds)
     return result, "consent.video=true"
 
 
 def _affect(parts: list[_Part], turns: Annotation, utterances: list[Utterance], faces: FaceBranchResult | None,
-            consent: Consent, settings: Settings, timer: _Timer) -> tuple[list[TextValence], list[AffectWindow]]:
-    """Text, voice and face readings per speaker window, fused; a modality without consent is
-    not read at all."""
-    text_scores = timer.run(text_affect.STAGE, utterances) if consent.text_affect else []
-    windows = fusion.speaker_windows(turns, settings.affect)
+            policy: InferencePolicy, settings: Settings, timer: _Timer) -> tuple[list[TextValence], list[AffectWindow]]:
+    """Text, voice and face readings per speaker window, fused, for the speakers and modalities the
+    policy allows; nothing else is read at all (a speaker with none allowed has no windows)."""
+    readable_text = policy.speakers("text_valence")
+    read_utterances = [u for u in utterances if u.speaker in readable_text]
+    text_scores = timer.run(text_affect.STAGE, read_utterances) if read_utterances else []
+    windows = [w for w in fusion.speaker_windows(turns, settings.affect) if w.speaker in policy.speakers()]
     voice_scores = [VoiceArousal(None, 0.0)] * len(windows)
-    if consent.voice_affect:
+    readable_voice = policy.speakers("voice_arousal")
+    if readable_voice:
         # Each party's voice is read from its own channel when it has one.
         for part in parts:
-            own = [i for i, window in enumerate(windows) if window.speaker in part.labels]
+            own = [i for i, window in enumerate(windows) if window.speaker in part.labels and window.speaker in readable_voice]
             if not own:
                 continue
-            frames = timer.run(voice_affect.FEATURES_STAGE, part.samples, part.sample_rate)
-            scores = timer.run(voice_affect.STAGE, frames, turns, [windows[i] for i in own])
+            frames = timer.run(voice_affect.FEATURES_STAGE, part.samples, part.sample_rate, settings.voice)
+            # Baselines too come only from readable speakers' turns.
+            scores = timer.run(voice_affect.STAGE, frames, turns.subset(readable_voice), [windows[i] for i in own])
             for i, score in zip(own, scores):
                 voice_scores[i] = score
     face_scores = face_branch.face_evidence(windows, faces, settings.vision.sample_fps)

@@ -16,13 +16,13 @@ import pyarrow as pa
 from pyannote.core import Annotation
 
 from pipeline.manifest import CallManifest
-from pipeline.metadata import Consent
 from pipeline.records import (
     AffectWindow,
     CallMetrics,
     ChannelLayout,
     FaceBranchResult,
     Flag,
+    InferencePolicy,
     RedactedSpan,
     RoleAssignment,
     TextValence,
@@ -53,7 +53,7 @@ class CallAnalysis:
     redacted: list[RedactedSpan]
     roles: RoleAssignment
     talk: CallMetrics
-    consent: Consent
+    policy: InferencePolicy  # whose emotions may be read, per modality, and why
     text_scores: list[TextValence]
     affect: list[AffectWindow]
     flags: list[Flag]
@@ -103,19 +103,24 @@ def speaker_turn_rows(a: CallAnalysis) -> list[dict]:
 
 
 def utterance_rows(a: CallAnalysis) -> list[dict]:
+    # Only readings meant for the quality marts: a coaching reading stays in coaching_affect.
+    shown = a.policy.speakers("text_valence", audience="quality")
     text_by_id = {t.utterance_id: t.valence for t in a.text_scores}
     return [
         {
             "call_id": a.call_id, "utterance_id": u.utterance_id, "speaker": u.speaker,
             "role": a.role_of(u.speaker, "other"), "start_s": round(u.start, 3), "end_s": round(u.end, 3),
             "text": u.text, "n_words": len(u.words), "asr_confidence": round(u.asr_confidence, 4),
-            "text_valence": text_by_id.get(u.utterance_id),
+            "text_valence": text_by_id.get(u.utterance_id) if u.speaker in shown else None,
         }
         for u in a.utterances
     ]
 
 
-def speaker_affect_rows(a: CallAnalysis) -> list[dict]:
+def speaker_affect_rows(a: CallAnalysis, audience: str = "quality") -> list[dict]:
+    """Fused windows of the speakers whose readings go to ``audience``: the quality marts
+    (customers), or an agent's own coaching table."""
+    speakers = a.policy.speakers(audience=audience)
     return [
         {
             "call_id": a.call_id, "speaker": w.speaker, "role": a.role_of(w.speaker), "start_s": w.start, "end_s": w.end,
@@ -123,8 +128,12 @@ def speaker_affect_rows(a: CallAnalysis) -> list[dict]:
             "voice_valence": w.voice_valence, "voice_arousal": w.voice_arousal, "modalities": ",".join(w.modalities),
             "face_valence": w.face_valence, "face_arousal": w.face_arousal,
         }
-        for w in a.affect
+        for w in a.affect if w.speaker in speakers
     ]
+
+
+def coaching_affect_rows(a: CallAnalysis) -> list[dict]:
+    return speaker_affect_rows(a, audience="coaching")
 
 
 def qa_flag_rows(a: CallAnalysis) -> list[dict]:
@@ -154,60 +163,52 @@ def stage_metric_rows(a: CallAnalysis) -> list[dict]:
 
 
 def audit_rows(a: CallAnalysis) -> list[dict]:
-    """Every inference performed or withheld, with its basis (consent, links, settings): per
-    speaker, per unlinked face track, the transcript's redaction and each flag's review snippet."""
+    """Every inference performed or withheld, with the policy rule and consent that decided it:
+    per speaker and modality, per unlinked face track, the transcript's redaction and each flag's
+    review snippet."""
     linked = {t.speaker: t for t in sorted(a.faces.tracks, key=lambda t: -t.link_confidence) if t.speaker is not None} if a.faces else {}
+    models = {"text_valence": a.versions.get("text_affect"), "voice_arousal": a.versions.get("voice_affect"),
+              "face_expression": a.versions.get("face_expression")}
 
-    def face_inference(speaker: str) -> tuple[bool, str]:
+    def outcome(d) -> tuple[bool, str]:
+        if not d.allowed or d.inference != "face_expression":
+            return d.allowed, d.reason
         if a.faces is None:
-            return False, a.face_basis
-        track = linked.get(speaker)
+            return False, f"{d.reason}; {a.face_basis}"
+        track = linked.get(d.speaker)
         if track is None:
-            return False, f"{a.face_basis}; no face track linked to this speaker"
-        return True, f"{a.face_basis}; face track {track.track_id} linked (confidence {track.link_confidence:.2f})"
+            return False, f"{d.reason}; {a.face_basis}; no face track linked to this speaker"
+        return True, f"{d.reason}; {a.face_basis}; face track {track.track_id} linked (confidence {track.link_confidence:.2f})"
 
-    consent = a.consent
-    inferences = (  # (what, performed, why, model) per speaker
-        lambda s: ("text_valence", consent.text_affect, f"consent.text_affect={consent.text_affect}", a.versions["text_affect"]),
-        lambda s: ("voice_arousal", consent.voice_affect, f"consent.voice_affect={consent.voice_affect}", a.versions["voice_affect"]),
-        lambda s: ("face_expression", *face_inference(s), a.versions.get("face_expression")),
-    )
-    rows = [
-        {
-            "call_id": a.call_id, "inference": inference, "subject": speaker, "role": a.role_of(speaker),
-            "performed": performed, "basis": basis, "model": model if performed else None, "recorded_at": a.processed_at,
-            "policy_rule": None, "consent": None,
-        }
-        for speaker in sorted(a.turns.labels())
-        for inference, performed, basis, model in (row(speaker) for row in inferences)
-    ]
-    # Faces nobody could link were still read: the audit says so, per track (never who it is).
+    rows = []
+    for d in a.policy.decisions:
+        performed, basis = outcome(d)
+        rows.append(_audit(a, d.inference, d.speaker, d.role, performed, basis, models[d.inference] if performed else None,
+                           d.rule, d.consent))
+    # A face nobody could link may be the agent's: it is never read, and the audit says so per track.
     rows += [
-        {
-            "call_id": a.call_id, "inference": "face_expression", "subject": f"face_track:{t.track_id}", "role": None,
-            "performed": t.n_usable > 0, "basis": f"{a.face_basis}; track not linked to a speaker",
-            "model": a.versions.get("face_expression") if t.n_usable > 0 else None, "recorded_at": a.processed_at,
-            "policy_rule": None, "consent": None,
-        }
+        _audit(a, "face_expression", f"face_track:{t.track_id}", None, False,
+               f"{a.face_basis}; track not linked to a speaker, may be the agent: not read", None, "face-unlinked", None)
         for t in (a.faces.tracks if a.faces else []) if t.speaker is None
     ]
     kinds = sorted({span.kind for span in a.redacted})
-    rows.append({
-        "call_id": a.call_id, "inference": "pii_redaction", "subject": "transcript", "role": None,
-        "performed": bool(a.redacted),
-        "basis": f"{len(a.redacted)} span(s) redacted" + (f": {', '.join(kinds)}" if kinds else ""),
-        "model": "rules", "recorded_at": a.processed_at, "policy_rule": None, "consent": None,
-    })
-    rows += [
-        {
-            "call_id": a.call_id, "inference": "review_snippet", "subject": f.flag_id, "role": a.role_of(f.speaker),
-            "performed": f.flag_id in a.snippets.audio, "basis": a.snippets.basis[f.flag_id],
-            "model": ENCODER if f.flag_id in a.snippets.audio else None, "recorded_at": a.processed_at,
-            "policy_rule": None, "consent": None,
-        }
-        for f in a.flags
-    ]
+    rows.append(_audit(a, "pii_redaction", "transcript", None, bool(a.redacted),
+                       f"{len(a.redacted)} span(s) redacted" + (f": {', '.join(kinds)}" if kinds else ""), "rules",
+                       "redaction", None))
+    for f in a.flags:
+        voice = a.policy.decision(f.speaker, "voice_arousal")
+        made = f.flag_id in a.snippets.audio
+        rows.append(_audit(a, "review_snippet", f.flag_id, a.role_of(f.speaker), made, a.snippets.basis[f.flag_id],
+                           ENCODER if made else None, "review-snippet", voice.consent if voice else None))
     return rows
+
+
+def _audit(a: CallAnalysis, inference: str, subject: str, role: str | None, performed: bool, basis: str,
+           model: str | None, rule: str, consent: str | None) -> dict:
+    return {
+        "call_id": a.call_id, "inference": inference, "subject": subject, "role": role, "performed": performed,
+        "basis": basis, "model": model, "recorded_at": a.processed_at, "policy_rule": rule, "consent": consent,
+    }
 
 
 def conversation_metric_rows(a: CallAnalysis) -> list[dict]:
@@ -257,7 +258,7 @@ ROW_BUILDERS: dict[str, Callable[[CallAnalysis], list[dict]]] = {
     "conversation_metrics": conversation_metric_rows,
     "face_tracks": face_track_rows,
     "face_affect": face_affect_rows,
-    "coaching_affect": lambda a: [],
+    "coaching_affect": coaching_affect_rows,
 }
 
 

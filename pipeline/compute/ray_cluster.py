@@ -62,30 +62,34 @@ def _descendants(pid: int) -> list[tuple[int, float]]:
 
 def start_reaper() -> subprocess.Popen:
     """Watch this process; when it is gone, kill the Ray processes it started."""
-    # The reaper re-reads the tree every second while we live, so workers started later count too.
+    import psutil
+
+    # The processes started so far go along on the command line: a batch killed before the reaper
+    # has even started its loop still has them reaped. The reaper re-reads the tree every half
+    # second while we live, so workers started later count too.
+    me = psutil.Process()
+    known = [f"{pid}:{started!r}" for pid, started in _descendants(me.pid)]
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.compute.ray_cluster", str(os.getpid())],
+        [sys.executable, "-m", "pipeline.compute.ray_cluster", str(me.pid), repr(me.create_time()), *known],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,  # a signal to our process group must not take the reaper first
     )
 
 
-def _reap(parent: int, poll_s: float = 0.5) -> None:
+def _alive(pid: int, started: float) -> bool:
     import psutil
 
     try:
-        parent_started = psutil.Process(parent).create_time()
+        return psutil.Process(pid).create_time() == started  # not a recycled pid
     except psutil.NoSuchProcess:
-        return
-    known: dict[int, float] = {}
+        return False
+
+
+def _reap(parent: int, parent_started: float, known: dict[int, float], poll_s: float = 0.5) -> None:
+    import psutil
+
     own = os.getpid()
-    while True:
-        try:
-            alive = psutil.Process(parent).create_time() == parent_started
-        except psutil.NoSuchProcess:
-            alive = False
-        if not alive:
-            break
+    while _alive(parent, parent_started):
         current = dict(_descendants(parent))
         current.pop(own, None)
         if known and not current:
@@ -105,4 +109,5 @@ def _reap(parent: int, poll_s: float = 0.5) -> None:
 
 
 if __name__ == "__main__":
-    _reap(int(sys.argv[1]))
+    _parent, _started, *_known = sys.argv[1:]
+    _reap(int(_parent), float(_started), {int(p): float(t) for p, t in (item.split(":") for item in _known)})

@@ -177,6 +177,29 @@ def print_report(report: dict, marts_path: str) -> None:
     print(format_query(marts_path, query))
 
 
+def print_governance(settings: Settings, marts_path: str) -> None:
+    """What the inference policy allowed and withheld in this run, and the audit's completeness."""
+    import duckdb
+
+    from pipeline.jobs.governance import governance_report
+
+    with duckdb.connect(marts_path, read_only=True) as con:
+        first, last = con.execute("select min(call_date), max(call_date) from dim_calls").fetchone()
+    if first is None:
+        return
+    report = governance_report(settings, first, last, marts_path=marts_path)
+    made: dict[str, int] = {}
+    withheld: dict[str, int] = {}
+    for row in report.inferences:
+        counts = made if row["performed"] else withheld
+        counts[row["role"]] = counts.get(row["role"], 0) + row["decisions"]
+    show = lambda counts: ", ".join(f"{role} {n}" for role, n in sorted(counts.items())) or "none"  # noqa: E731
+    print(f"\nEmotion inferences (callaffect governance report): made: {show(made)}; withheld: {show(withheld)}")
+    completeness = report.audit_completeness
+    print(f"Audit completeness: {report.affect_values_audited} of {report.affect_values} affect values have the audit "
+          f"row of their inference" + (f" ({completeness:.1%})" if completeness is not None else ""))
+
+
 def keep_for_review(settings: Settings, workdir: Path) -> Path:
     """Copy the curated bucket to ``workdir/curated`` (the S3 endpoint dies with the demo), add demo
     accounts there, and print the command that serves the review app on it."""
@@ -250,6 +273,7 @@ def run_demo(workdir: Path = Path("data/demo"), n_calls: int = 3, seed: int = 0)
             return 1
         _step("Result")
         print_report(report, report["marts"]["path"])
+        print_governance(settings, report["marts"]["path"])
         missing = sorted(set(good) - set(report["processed"]))
         unaccounted = sorted((set(good) | set(bad)) - {c["call_id"] for c in report["calls"]})
         if missing or unaccounted:

@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import time
 import typing
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,7 +41,15 @@ from pipeline.schemas import TABLES
 from pipeline.settings import Settings
 from pipeline.storage import leases, object_store
 from pipeline.storage.curated import CuratedStore
-from pipeline.storage.keys import NotARecording, RawRecording, classify_raw_key, failures_key, ignored_key
+from pipeline.storage.keys import (
+    NotARecording,
+    RawRecording,
+    classify_raw_key,
+    failures_key,
+    ignored_key,
+    reupload_note_key,
+    tombstone_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,9 @@ class BatchReport:
     skipped: list[str] = field(default_factory=list)  # given explicitly but already committed
     busy: dict[str, str] = field(default_factory=dict)  # being analysed by another batch right now
     ignored: dict[str, str] = field(default_factory=dict)  # raw key -> why it is not a recording
+    # Copies of content erased on request (pipeline.jobs.erasure): deleted, never analysed. A
+    # count only: the copy's name may be the erased call's id.
+    erased: int = 0
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -73,7 +85,7 @@ class CallOutcome:
 
     call_id: str
     manifest: CallManifest | None = None
-    skipped: str | None = None  # "committed", or who holds the call's lease
+    skipped: str | None = None  # "committed", "gone", "erased", or who holds the call's lease
 
 
 @dataclass
@@ -253,12 +265,34 @@ def _quarantined(rec: RawRecording, reason: str, media: Path) -> CallManifest:
     return CallManifest(rec.call_id, sha256=file_sha256(media)).quarantine(reason)
 
 
+def _erased_copy(client, settings: Settings, rec: RawRecording, media: Path) -> bool:
+    """Whether the downloaded media is content erased on request (a tombstone holds its sha256).
+    Such a copy is never analysed: it is deleted with its metadata, every version, and the
+    deletion noted beside the erasure record (no id: the copy may bear the erased call's)."""
+    s3 = settings.s3
+    sha256 = file_sha256(media)
+    found = object_store.get_bytes_and_etag(client, s3.curated_bucket, tombstone_key(s3.ops_prefix, sha256))
+    if found is None:
+        return False
+    request_id = json.loads(found[0])["request_id"]
+    versions = sum(object_store.purge_key(client, s3.raw_bucket, key) for key in (rec.key, rec.metadata_key))
+    now = utc_now()
+    note = {"sha256": sha256, "deleted_at": now.isoformat(), "raw_bucket": s3.raw_bucket, "versions_deleted": versions}
+    object_store.put_bytes(client, s3.curated_bucket, reupload_note_key(s3.ops_prefix, request_id, now, uuid.uuid4().hex),
+                           json.dumps(note, sort_keys=True).encode(), "application/json")
+    log.warning("a recording held content erased by request %s: deleted, not analysed", request_id)
+    return True
+
+
 def _analyse(client, settings: Settings, rec: RawRecording, work: Path, analyze_fn: AnalyzeFn,
-             clip) -> tuple[CallManifest, dict[str, pa.Table], dict[str, bytes]]:
+             clip) -> tuple[CallManifest, dict[str, pa.Table], dict[str, bytes]] | None:
     """Download and analyse one recording. Bad input and errors inside the analysis become a
-    quarantined manifest; S3 errors propagate (the call stays uncommitted)."""
+    quarantined manifest; S3 errors propagate (the call stays uncommitted). None: the media is a
+    copy of erased content, deleted unanalysed."""
     s3 = settings.s3
     media = object_store.download_to(client, s3.raw_bucket, rec.key, work / posixpath.basename(rec.key))
+    if _erased_copy(client, settings, rec, media):
+        return None
     try:
         metadata = _read_metadata(client, settings, rec)
     except call_metadata.MetadataError as exc:
@@ -290,6 +324,10 @@ def process_recording(
     # Resolved outside the lease: a broken install must leave calls pending, not quarantine them all.
     analyze_fn = analyze_fn or _default_analyze()
     client = object_store.s3_client(settings.s3)
+    if object_store.object_size(client, settings.s3.raw_bucket, rec.key) is None:
+        # Deleted since discovery (erasure, retention): no lease, no failure count, which would
+        # name the call again.
+        return CallOutcome(rec.call_id, skipped="gone")
     lease = leases.acquire(client, settings, rec)
     if isinstance(lease, leases.Busy):
         return CallOutcome(rec.call_id, skipped=str(lease))
@@ -297,7 +335,10 @@ def process_recording(
         if not reprocess and CuratedStore(settings, client=client).read_manifest(rec.call_date, rec.call_id) is not None:
             return CallOutcome(rec.call_id, skipped="committed")
         with call_work_dir() as work:
-            manifest, tables, snippets = _analyse(client, settings, rec, work, analyze_fn, clip)
+            analysed = _analyse(client, settings, rec, work, analyze_fn, clip)
+        if analysed is None:
+            return CallOutcome(rec.call_id, skipped="erased")
+        manifest, tables, snippets = analysed
         return CallOutcome(rec.call_id, _commit(client, settings, rec, manifest, tables, snippets))
     finally:
         leases.release(client, settings, lease)
@@ -352,6 +393,12 @@ def _record(report: BatchReport, rec: RawRecording, outcome: CallOutcome) -> str
     if outcome.skipped == "committed":
         report.skipped.append(rec.call_id)
         return "skipped: committed meanwhile"
+    if outcome.skipped == "gone":
+        report.skipped.append(rec.call_id)
+        return "skipped: deleted since discovery"
+    if outcome.skipped == "erased":
+        report.erased += 1
+        return "not analysed: a copy of content erased on request (deleted)"
     if outcome.skipped is not None:
         report.busy[rec.call_id] = outcome.skipped
         return f"skipped: {outcome.skipped}"

@@ -75,6 +75,9 @@ MANIFESTS_SCHEMA = pa.schema(
         ("stage_seconds", pa.string()),  # JSON object: stage -> seconds
         ("created_at", pa.string()),
         ("manifest_key", pa.string()),
+        # Audit completeness as the gate measured it (null: gated before the gate measured it).
+        ("affect_values", pa.int64()),
+        ("affect_values_audited", pa.int64()),
     ]
 )
 
@@ -147,6 +150,8 @@ def _manifests_table(entries: list[tuple[str, CallManifest]]) -> pa.Table:
                 "stage_seconds": json.dumps(m.stage_seconds, sort_keys=True),
                 "created_at": m.created_at,
                 "manifest_key": key,
+                "affect_values": quality.get("affect_values"),
+                "affect_values_audited": quality.get("affect_values_audited"),
             }
         )
     return pa.Table.from_pylist(rows, schema=MANIFESTS_SCHEMA)

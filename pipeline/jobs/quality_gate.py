@@ -1,7 +1,8 @@
 """The quality gate: a great-expectations suite over one call's tables, run before the marts.
 
 ``gate_call_tables`` checks one call's tables (keys, value ranges, time order, roles, one calls
-row). ``gate_committed_calls`` runs it on committed calls under a curated root and records the
+row), that affect exists for customers only (the inference policy), and audit completeness:
+every affect value has the audit row of a performed inference about that speaker. ``gate_committed_calls`` runs it on committed calls under a curated root and records the
 verdict in each call's manifest; a call that fails is quarantined there, so the marts never load
 it (they load only ``status == "ok"`` with ``quality.passed``). Calls are read and their
 manifests rewritten through pipeline.storage.curated.
@@ -27,7 +28,7 @@ from pipeline.storage.curated import CuratedStore, table_key
 
 SUITE_NAME = "callaffect_call_tables"
 # Bump when an expectation changes: manifests record which suite passed them.
-SUITE_VERSION = "1"
+SUITE_VERSION = "2"  # 2: affect of customers only; audit.policy_rule; audit completeness
 SUITE = f"{SUITE_NAME}@{SUITE_VERSION}"
 
 # Tables every committed ok call must have (audit is checked when present).
@@ -47,6 +48,10 @@ class GateResult:
     failures: list[str] = field(default_factory=list)  # human-readable, one per failed check
     suite: str = SUITE
     seconds: float = 0.0
+    # Affect values in speaker_affect, face_affect and coaching_affect, and how many of them have
+    # the audit row of a performed inference about that speaker in that modality.
+    affect_values: int = 0
+    affect_values_audited: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,11 @@ def _checks() -> dict[str, list[_Check]]:
             checks.append(_Check(exp, "start_s", "rows out of time order within speaker"))
         return checks
 
+    def customers_only() -> list[_Check]:
+        # The inference policy reads customers only; a row about anyone else is a policy breach.
+        return [not_null("role"), _Check(gxe.ExpectColumnValuesToBeInSet(column="role", value_set=["customer"]), "role",
+                                         "affect rows about a non-customer (inference policy)")]
+
     def speaker_keys() -> list[_Check]:
         in_roles = gxe.ExpectColumnValuesToBeInSet(column="role", value_set=list(ROLES))
         role = _Check(in_roles, "role", f"values not in {list(ROLES)}")
@@ -139,6 +149,7 @@ def _checks() -> dict[str, list[_Check]]:
         ],
         "speaker_affect": [
             *speaker_keys(),
+            *customers_only(),
             *(not_null(c) for c in ("valence", "arousal", "confidence")),
             *(between(c, -1.0, 1.0) for c in ("valence", "arousal", "text_valence", "voice_valence", "voice_arousal")),
             between("confidence", 0.0, 1.0),
@@ -165,7 +176,8 @@ def _checks() -> dict[str, list[_Check]]:
             between("seconds", 0.0, None),
             between("real_time_factor", 0.0, None),
         ],
-        "audit": [not_null("call_id"), this_call(), not_null("inference"), not_null("performed"), not_null("basis")],
+        "audit": [not_null("call_id"), this_call(), not_null("inference"), not_null("performed"), not_null("basis"),
+                  not_null("policy_rule")],
         "face_tracks": [
             not_null("call_id"),
             this_call(),
@@ -188,6 +200,7 @@ def _checks() -> dict[str, list[_Check]]:
             not_null("call_id"),
             this_call(),
             not_null("track_id"),
+            *customers_only(),
             not_null("model"),
             *(not_null(c) for c in ("valence", "arousal", "confidence")),
             *(between(c, -1.0, 1.0) for c in ("valence", "arousal")),
@@ -313,7 +326,35 @@ def gate_call_tables(tables: dict[str, pa.Table]) -> GateResult:
     }
     for name, table in checkable.items():
         failures += suite.validate(name, _frame(table), parameters)
-    return GateResult(passed=not failures, failures=failures, seconds=time.perf_counter() - started)
+    values, audited, unaudited = audit_completeness(checkable)
+    if unaudited:
+        failures.append(f"audit: {values - audited} of {values} affect values have no audit row of a performed "
+                        f"inference (e.g. {', '.join(unaudited[:_MAX_EXAMPLES])})")
+    return GateResult(passed=not failures, failures=failures, seconds=time.perf_counter() - started,
+                      affect_values=values, affect_values_audited=audited)
+
+
+# Each affect column and the audited inference it comes from.
+_AFFECT_INFERENCES = {"text_valence": "text_valence", "voice_arousal": "voice_arousal", "face_valence": "face_expression"}
+
+
+def audit_completeness(tables: dict[str, pa.Table]) -> tuple[int, int, list[str]]:
+    """(affect values, values with the audit row of a performed inference about that speaker in
+    that modality, examples of unaudited ones as "speaker inference"). A fused window counts one
+    value per modality it read; a face_affect row counts one face reading of its track's speaker
+    (an unlinked track is audited by its "face_track:<id>" subject)."""
+    audit = tables.get("audit")
+    performed = {
+        (a["subject"], a["inference"]) for a in (audit.to_pylist() if audit is not None else []) if a["performed"]
+    }
+    needed: list[tuple[str, str]] = []
+    for name in ("speaker_affect", "coaching_affect"):
+        for row in tables[name].to_pylist() if name in tables else []:
+            needed += [(row["speaker"], inference) for column, inference in _AFFECT_INFERENCES.items() if row[column] is not None]
+    if "face_affect" in tables:
+        needed += [(row["speaker"] or f"face_track:{row['track_id']}", "face_expression") for row in tables["face_affect"].to_pylist()]
+    missing = [f"{subject} {inference}" for subject, inference in needed if (subject, inference) not in performed]
+    return len(needed), len(needed) - len(missing), sorted(set(missing))
 
 
 # --- committed calls ---------------------------------------------------------------------------
@@ -365,6 +406,8 @@ def gate_committed_calls(
             "failures": result.failures,
             "checked_at": utc_now().isoformat(timespec="seconds"),
             "suite": result.suite,
+            "affect_values": result.affect_values,
+            "affect_values_audited": result.affect_values_audited,
         }
         if not result.passed:
             manifest.quarantine("quality gate: " + "; ".join(result.failures[:3]))

@@ -5,7 +5,8 @@ dates up to the report's day, and written under the curated root at ``reports/<d
 (``report_key``), where the review app shows it to leads. Sections: calls and minutes per day;
 the customers' valence with its uncertainty; frustration and flags per hour of speech; flags per
 agent and per queue; the words over-represented in flagged segments; flag precision from the QA
-verdicts; pipeline health. Plots are inline SVG (matplotlib, no external asset, no script); a
+verdicts; pipeline health; the inferences made and withheld by the inference policy. Plots
+are inline SVG (matplotlib, no external asset, no script); a
 section with nothing to show says so in a sentence.
 
 The page is a function of the marts and the day alone (no build time, SVG ids salted with a
@@ -58,6 +59,7 @@ SECTION_TITLES = (
     "Words over-represented in flagged segments",
     "Flag precision from QA verdicts",
     "Pipeline health",
+    "Inferences made and withheld",
 )
 
 
@@ -420,8 +422,30 @@ def health_section(con: duckdb.DuckDBPyConnection, start: date, end: date) -> Se
     return section
 
 
+def governance_section(con: duckdb.DuckDBPyConnection, start: date, end: date) -> Section:
+    """The inference policy at work: decisions per role, inference and rule, and audit completeness
+    (``callaffect governance report`` adds erasures and retention deletions)."""
+    decisions = _rows(con, """select role, inference, policy_rule, sum(decisions) filter (where performed) as made,
+                                     sum(decisions) filter (where not performed) as withheld
+                              from mart_inference_decisions where call_date between ? and ?
+                              group by all order by role, inference, policy_rule""", (start, end))
+    audit = _rows(con, """select coalesce(sum(affect_values), 0) as values, coalesce(sum(affect_values_audited), 0) as audited
+                          from stg_manifests where loadable and call_date between ? and ?""", (start, end))[0]
+    completeness = f"{audit['audited'] / audit['values']:.1%}" if audit["values"] else "no affect values"
+    section = Section(SECTION_TITLES[7], "Each emotion inference the policy allowed (made) or stopped (withheld), per "
+                      "role, inference and policy rule (mart_inference_decisions): no emotion is inferred about agents, "
+                      "nor about anyone whose role is uncertain, and customers are read per modality with consent. "
+                      f"Audit completeness (affect values with the audit row of their inference, as the quality gate "
+                      f"measured it): {audit['audited']} of {audit['values']} ({completeness}).",
+                      columns=("role", "inference", "policy rule", "made", "withheld"))
+    section.rows = [(d["role"], d["inference"], d["policy_rule"], d["made"] or 0, d["withheld"] or 0) for d in decisions]
+    if not decisions:
+        section.empty = "No call was loaded on these dates."
+    return section
+
+
 SECTION_BUILDERS = (calls_section, valence_section, frustration_section, groups_section, words_section,
-                    precision_section, health_section)
+                    precision_section, health_section, governance_section)
 
 
 # --- numbers and plots -----------------------------------------------------------------------

@@ -46,7 +46,9 @@ def _text_in_window(
         overlap = min(end, u.end) - max(start, u.start)
         if overlap <= 0:
             continue
-        score = text[u.utterance_id]
+        score = text.get(u.utterance_id)
+        if score is None:  # not read (policy or consent)
+            continue
         share = overlap / max(u.end - u.start, 1e-3)
         weight = share * score.confidence
         total_w += weight

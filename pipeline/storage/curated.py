@@ -47,6 +47,12 @@ def manifest_key(curated_prefix: str, call_date: str, call_id: str) -> str:
     return f"{curated_prefix}{MANIFESTS}/date={call_date}/call_id={call_id}/_manifest.json"
 
 
+def call_folder(curated_prefix: str, folder: str, call_date: str, call_id: str) -> str:
+    """One call's partition of a top-level folder (a table, snippets, manifests), ending with "/":
+    everything of the call in that folder lies under it (erasure lists it)."""
+    return f"{curated_prefix}{folder}/date={call_date}/call_id={call_id}/"
+
+
 def snippets_folder(curated_prefix: str, call_date: str, call_id: str) -> str:
     """The folder of one call's review snippets, ending with "/"."""
     return f"{curated_prefix}{SNIPPETS}/date={call_date}/call_id={call_id}/"

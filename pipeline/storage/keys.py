@@ -6,6 +6,12 @@ curated bucket:  <ops_prefix>leases/date=<d>/call_id=<id>.json       who is anal
                  <ops_prefix>failures/date=<d>/call_id=<id>.json     runs that failed to commit it
                  <ops_prefix>ignored/<sha1 of the raw key>.json       raw objects that are not recordings
                  <ops_prefix>retention/date=<d>/deletions-<time>.jsonl  what retention deleted
+                 <ops_prefix>erasure/requests/<request_id>.json      erasure requests waiting (pipeline.jobs.erasure)
+                 <ops_prefix>erasure/done/<request_id>.json          erasure records (digests, never ids)
+                 <ops_prefix>erasure/rejected/<sha256 of the request key>.json   rejected requests, with the reason
+                 <ops_prefix>erasure/awaiting-marts/<request_id>     erased, marts not rebuilt yet
+                 <ops_prefix>erasure/tombstones/<sha256 of the media>.json      erased content: never analysed again
+                 <ops_prefix>erasure/reuploads/<request_id>/<time>-<id>.json    a copy of erased content deleted by the batch
 """
 
 from __future__ import annotations
@@ -108,4 +114,66 @@ def ignored_key(ops_prefix: str, raw_key: str) -> str:
 
 
 def retention_log_key(ops_prefix: str, stamp: datetime) -> str:
-    return f"{ops_prefix}retention/date={stamp:%Y-%m-%d}/deletions-{stamp:%Y%m%dT%H%M%S%fZ}.jsonl"
+    return f"{retention_log_folder(ops_prefix, stamp)}deletions-{stamp:%Y%m%dT%H%M%S%fZ}.jsonl"
+
+
+def retention_log_folder(ops_prefix: str, day: date | datetime) -> str:
+    """The folder of one day's retention logs, ending with "/"."""
+    return f"{ops_prefix}retention/date={day:%Y-%m-%d}/"
+
+
+# --- erasure (pipeline.jobs.erasure) ---------------------------------------------------------
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Request ids name keys: the call id's alphabet. Checked here too, so no caller can build a key
+# from a hostile value.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")
+
+
+def valid_request_id(request_id: str) -> bool:
+    return isinstance(request_id, str) and bool(_REQUEST_ID.match(request_id))
+
+
+def _request_id(request_id: str) -> str:
+    if not valid_request_id(request_id):
+        raise ValueError("request id: letters, digits, '_', '.', '-', starting with a letter or digit, at most 128")
+    return request_id
+
+
+def erasure_folder(ops_prefix: str) -> str:
+    return f"{ops_prefix}erasure/"
+
+
+def erasure_requests_folder(ops_prefix: str) -> str:
+    return f"{erasure_folder(ops_prefix)}requests/"
+
+
+def erasure_request_key(ops_prefix: str, request_id: str) -> str:
+    return f"{erasure_requests_folder(ops_prefix)}{_request_id(request_id)}.json"
+
+
+def erasure_record_key(ops_prefix: str, request_id: str) -> str:
+    return f"{erasure_folder(ops_prefix)}done/{_request_id(request_id)}.json"
+
+
+def erasure_rejected_key(ops_prefix: str, request_key: str) -> str:
+    # Hashed: a rejected request's name may hold anything, even the id it asked to erase.
+    return f"{erasure_folder(ops_prefix)}rejected/{hashlib.sha256(request_key.encode()).hexdigest()}.json"
+
+
+def erasure_awaiting_marts_folder(ops_prefix: str) -> str:
+    return f"{erasure_folder(ops_prefix)}awaiting-marts/"
+
+
+def erasure_awaiting_marts_key(ops_prefix: str, request_id: str) -> str:
+    return f"{erasure_awaiting_marts_folder(ops_prefix)}{_request_id(request_id)}"
+
+
+def tombstone_key(ops_prefix: str, sha256: str) -> str:
+    if not _SHA256.match(sha256 or ""):
+        raise ValueError("a tombstone is named by a sha256 in lower-case hex")
+    return f"{erasure_folder(ops_prefix)}tombstones/{sha256}.json"
+
+
+def reupload_note_key(ops_prefix: str, request_id: str, stamp: datetime, note_id: str) -> str:
+    return f"{erasure_folder(ops_prefix)}reuploads/{_request_id(request_id)}/{stamp:%Y%m%dT%H%M%S%fZ}-{note_id}.json"

@@ -166,3 +166,55 @@ def upload_file(client, path: str | os.PathLike, bucket: str, key: str) -> None:
 
 def delete_object(client, bucket: str, key: str) -> None:
     client.delete_object(Bucket=bucket, Key=key)
+
+
+# --- every version of an object: erasure (a versioned bucket keeps what a plain delete "removes") ---
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    key: str
+    version_id: str  # "null" on a bucket that was never versioned
+    is_delete_marker: bool
+    is_latest: bool
+    size: int
+    last_modified: datetime
+
+
+def list_versions(client, bucket: str, prefix: str = "") -> Iterator[ObjectVersion]:
+    """Every version and delete marker under ``prefix`` (an unversioned bucket answers one "null"
+    version per object), in key order."""
+    paginator = client.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        found = [
+            *(ObjectVersion(v["Key"], v["VersionId"], False, v["IsLatest"], v["Size"], v["LastModified"])
+              for v in page.get("Versions", [])),
+            *(ObjectVersion(m["Key"], m["VersionId"], True, m["IsLatest"], 0, m["LastModified"])
+              for m in page.get("DeleteMarkers", [])),
+        ]
+        yield from sorted(found, key=lambda v: (v.key, not v.is_latest, v.last_modified))
+
+
+def get_version_bytes(client, bucket: str, key: str, version_id: str) -> bytes:
+    return client.get_object(Bucket=bucket, Key=key, VersionId=version_id)["Body"].read()
+
+
+def delete_versions(client, bucket: str, versions: list[ObjectVersion]) -> int:
+    """Delete these versions (and delete markers) for good; returns how many. Raises when S3
+    refuses one: an erasure must not pass for done."""
+    done = 0
+    for start in range(0, len(versions), 1000):  # DeleteObjects takes at most 1000 keys
+        chunk = versions[start:start + 1000]
+        response = client.delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": v.key, "VersionId": v.version_id} for v in chunk], "Quiet": True}
+        )
+        if response.get("Errors"):
+            first = response["Errors"][0]
+            raise RuntimeError(f"S3 refused to delete {len(response['Errors'])} version(s): {first.get('Code')}")
+        done += len(chunk)
+    return done
+
+
+def purge_key(client, bucket: str, key: str) -> int:
+    """Delete every version and delete marker of exactly ``key``; returns how many."""
+    return delete_versions(client, bucket, [v for v in list_versions(client, bucket, key) if v.key == key])

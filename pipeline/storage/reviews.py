@@ -278,6 +278,22 @@ def account_key(username: str) -> str:
     return f"{USERS}/{username}.json"
 
 
+def call_review_folders(call_date: str, call_id: str) -> list[str]:
+    """The folders (each ending with "/") that hold one call's verdicts, notes and assignments:
+    what erasing the call removes here. View events name the call only in their body
+    (``VIEWS_FOLDER``)."""
+    _call_date(call_date)
+    _call_id(call_id)
+    return [
+        f"{REVIEWS}/verdicts/date={call_date}/call_id={call_id}/",
+        f"{REVIEWS}/notes/date={call_date}/call_id={call_id}/",
+        f"{REVIEWS}/assignments/call_id={call_id}/",
+    ]
+
+
+VIEWS_FOLDER = f"{REVIEWS}/views/"
+
+
 def _to_json(record) -> bytes:
     return json.dumps(dataclasses.asdict(record), sort_keys=True).encode()
 

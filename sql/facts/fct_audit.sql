@@ -1,4 +1,5 @@
--- fct_audit: what was inferred, on whom (speaker label, never an identity), under which basis.
+-- fct_audit: what was inferred or withheld, on whom (speaker label, never an identity), under which
+-- basis: the inference policy's rule and the consent it read (null in calls analysed before schema 5).
 create or replace table fct_audit as
 select
     call_id,
@@ -9,6 +10,8 @@ select
     performed,
     basis,
     model,
-    recorded_at
+    recorded_at,
+    policy_rule,
+    consent
 from stg_audit
 order by call_id, subject, inference;

@@ -3,6 +3,7 @@
 -- confidence x window length, so confident, longer evidence counts more.
 -- frustrated_call_share: share of the day's calls with at least one customer frustration flag.
 -- flags_per_speech_hour: all flags per hour of detected speech (null when there was none).
+-- No agent columns: no emotion is inferred about agents (README "Lawful by default").
 create or replace table mart_daily_trends as
 with calls as (
     select call_date, count(*) as calls, sum(duration_s) as duration_s, sum(speech_s) as speech_s
@@ -23,11 +24,7 @@ affect as (
         sum(valence * confidence * duration_s) filter (where role = 'customer')
             / nullif(sum(confidence * duration_s) filter (where role = 'customer'), 0) as customer_valence,
         sum(arousal * confidence * duration_s) filter (where role = 'customer')
-            / nullif(sum(confidence * duration_s) filter (where role = 'customer'), 0) as customer_arousal,
-        sum(valence * confidence * duration_s) filter (where role = 'agent')
-            / nullif(sum(confidence * duration_s) filter (where role = 'agent'), 0) as agent_valence,
-        sum(arousal * confidence * duration_s) filter (where role = 'agent')
-            / nullif(sum(confidence * duration_s) filter (where role = 'agent'), 0) as agent_arousal
+            / nullif(sum(confidence * duration_s) filter (where role = 'customer'), 0) as customer_arousal
     from fct_speaker_affect
     group by call_date
 )
@@ -40,8 +37,6 @@ select
     coalesce(f.frustrated_calls, 0) / c.calls as frustrated_call_share,
     a.customer_valence,
     a.customer_arousal,
-    a.agent_valence,
-    a.agent_arousal,
     coalesce(f.flags, 0) as flags,
     coalesce(f.flags, 0) / nullif(c.speech_s / 3600.0, 0) as flags_per_speech_hour
 from calls as c

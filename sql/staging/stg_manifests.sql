@@ -17,5 +17,7 @@ select
     settings_fingerprint,
     stage_seconds,
     created_at,
-    manifest_key
+    manifest_key,
+    affect_values,
+    affect_values_audited
 from src_manifests;

@@ -14,7 +14,8 @@ from pipeline.call.tables import CallAnalysis, build_tables
 from pipeline.manifest import CallManifest
 from pipeline.records import ChannelLayout, Flag, RedactedSpan, RoleAssignment, Utterance
 from pipeline.schemas import TABLES
-from pipeline.settings import SnippetSettings
+from pipeline.settings import PolicySettings, SnippetSettings
+from pipeline.stages.inference_policy import decide
 from pipeline.stages.text.conversation import conversation_metrics
 from pipeline.storage.media import MediaInfo
 
@@ -35,13 +36,14 @@ def _analysis(metadata: dict) -> CallAnalysis:
     utterances = [Utterance(0, "SPEAKER_00", 0.5, 2.0, tuple(words_from_text("how can I help", 0.5))),
                   Utterance(1, "SPEAKER_01", 10.5, 12.0, tuple(words_from_text("this is the third time", 10.5)))]
     redacted = [RedactedSpan(1, "phone", 14.0, 15.5)]
+    roles = RoleAssignment({"SPEAKER_00": "agent", "SPEAKER_01": "customer"}, 0.9, "cues")
     samples = (0.1 * np.sin(2 * np.pi * 200 * np.arange(40 * SR) / SR)).astype(np.float32)
     return CallAnalysis(
         call_id="c1", call_date="2024-05-01", manifest=CallManifest("c1", source_uri="s3://raw/c1.wav"),
         media=MediaInfo("c1.wav", 1, "ab" * 32, "wav", True, False, 8000, 1, 40.0), duration_s=40.0, speech_s=38.0,
         layout=ChannelLayout("mono", "one channel"), turns=turns, utterances=utterances, redacted=redacted,
-        roles=RoleAssignment({"SPEAKER_00": "agent", "SPEAKER_01": "customer"}, 0.9, "cues"),
-        talk=conversation_metrics(turns, utterances, 40.0), consent=meta.consent, text_scores=[], affect=[],
+        roles=roles, talk=conversation_metrics(turns, utterances, 40.0),
+        policy=decide(roles, meta, PolicySettings()), text_scores=[], affect=[],
         flags=FLAGS, faces=None, face_basis="no video stream", stage_seconds={}, stage_info={},
         versions={"text_affect": "vader", "voice_affect": "egemaps", "flags": "frustration-v1"},
         processed_at=dt.datetime(2024, 5, 1, 3, tzinfo=dt.timezone.utc),

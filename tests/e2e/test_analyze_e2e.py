@@ -40,7 +40,7 @@ def test_cli_writes_the_contracted_outputs(analysed):
     metrics = {m["stage"]: m for m in pq.read_table(out / "tables" / "stage_metrics.parquet").to_pylist()}
     assert set(metrics) == set(manifest["stage_seconds"]) and set(metrics) <= {s.name for s in STAGES}
     assert metrics["transcription"]["model_version"] == manifest["versions"]["transcription"]
-    assert metrics["voice_features"]["backend"] == metrics["voice_affect"]["backend"] == "opensmile-egemaps"
+    assert metrics["voice_features"]["backend"] == metrics["voice_affect"]["backend"] == "bs1770-pyin"  # the licence-clean default
     for name, schema in TABLES.items():
         table = pq.read_table(out / "tables" / f"{name}.parquet")
         assert table.schema.equals(schema, check_metadata=False), name
@@ -133,5 +133,47 @@ def test_no_consent_no_inference_and_the_audit_says_why(analysed):
     assert any(row["text_valence"] is not None for row in affect)
     audit = {(a["inference"], a["subject"]): a for a in result.tables["audit"].to_pylist()}
     voice = [a for (inference, _), a in audit.items() if inference == "voice_arousal"]
-    assert voice and all(not a["performed"] and a["basis"] == "consent.voice_affect=False" and a["model"] is None for a in voice)
-    assert all(a["performed"] for (inference, _), a in audit.items() if inference == "text_valence")
+    assert voice and all(not a["performed"] and a["model"] is None for a in voice)
+    assert [a["consent"] for a in voice if a["role"] == "customer"] == ["consent.voice_affect=false"]
+    text = [a for (inference, _), a in audit.items() if inference == "text_valence"]
+    assert {(a["role"], a["performed"], a["policy_rule"]) for a in text} == {
+        ("customer", True, "customer-consent"), ("agent", False, "agent-no-affect")}
+
+
+def test_no_emotion_is_inferred_about_the_agent_by_default(analysed):
+    """The agent keeps conversation metrics only: no affect value in any table, and the audit
+    names the rule that withheld each inference."""
+    _, out, _ = analysed
+    table = lambda name: pq.read_table(out / "tables" / f"{name}.parquet").to_pylist()  # noqa: E731
+    assert {r["role"] for r in table("speaker_affect")} == {"customer"}
+    assert table("coaching_affect") == []
+    assert all(u["text_valence"] is None for u in table("utterances") if u["role"] == "agent")
+    assert any(u["text_valence"] is not None for u in table("utterances") if u["role"] == "customer")
+    assert {m["role"] for m in table("conversation_metrics")} == {"agent", "customer"}
+    agent = [a for a in table("audit") if a["role"] == "agent" and a["inference"] in ("text_valence", "voice_arousal", "face_expression")]
+    assert len(agent) == 3 and all(not a["performed"] and a["policy_rule"] == "agent-no-affect" and a["model"] is None for a in agent)
+
+
+@pytest.mark.parametrize("call_jurisdiction, coached", [("US", True), ("DE", False)])
+def test_agent_coaching_outside_the_eu_reaches_only_the_coaching_table(analysed, call_jurisdiction, coached):
+    import dataclasses
+
+    from pipeline.call.analyze import analyze_call
+    from pipeline.settings import PolicySettings, Settings
+
+    call, _, _ = analysed
+    settings = dataclasses.replace(Settings(), policy=PolicySettings(jurisdiction="US", agent_coaching_jurisdictions=("US",)))
+    metadata = {"jurisdiction": call_jurisdiction, "purposes": ["quality", "coaching"], "consent": {"agent_affect": True}}
+    result = analyze_call(call.audio_path, "coached", settings=settings, metadata=metadata)
+    assert result.ok, result.manifest.reason
+    coaching = result.tables["coaching_affect"].to_pylist()
+    assert {r["role"] for r in result.tables["speaker_affect"].to_pylist()} == {"customer"}
+    assert all(u["text_valence"] is None for u in result.tables["utterances"].to_pylist() if u["role"] == "agent")
+    agent = {a["inference"]: a for a in result.tables["audit"].to_pylist() if a["role"] == "agent"}
+    if coached:
+        assert coaching and {r["role"] for r in coaching} == {"agent"}
+        assert all(r["face_valence"] is None for r in coaching)
+        assert agent["voice_arousal"]["performed"] and agent["voice_arousal"]["policy_rule"] == "agent-coaching"
+        assert not agent["face_expression"]["performed"]
+    else:  # metadata can narrow what settings allow, never widen it
+        assert coaching == [] and agent["voice_arousal"]["policy_rule"] == "agent-no-affect"

@@ -12,7 +12,10 @@ import socket
 import subprocess
 import sys
 
+from pathlib import Path
+
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 CALL = "synth-000-000"
@@ -56,6 +59,14 @@ def test_demo_runs_one_call_and_bad_inputs_end_to_end(tmp_path):
         assert face_windows > 0
         affect = con.execute("select min(valence), max(valence), min(arousal), max(arousal) from fct_speaker_affect").fetchone()
         assert all(-1 <= v <= 1 for v in affect)
+        # Lawful by default: nothing is inferred about an agent, anywhere.
+        for table in ("fct_speaker_affect", "fct_face_affect", "mart_speaker_affect_timeline"):
+            assert con.execute(f"select distinct role from {table}").fetchall() == [("customer",)], table
+        assert con.execute("select count(text_valence) from fct_utterances where role <> 'customer'").fetchone() == (0,)
+    made = re.search(r"Emotion inferences \(callaffect governance report\): made: (.*); withheld: (.*)$", out, re.MULTILINE)
+    assert made and "agent" not in made.group(1) and "customer" in made.group(1) and "agent" in made.group(2)
+    values = re.search(r"Audit completeness: (\d+) of (\d+) affect values have the audit row of their inference \(100\.0%\)", out)
+    assert values and values.group(1) == values.group(2) and int(values.group(1)) > 0
 
     # It stopped what it started: the S3 endpoint it printed is gone.
     port = int(re.search(r"http://127\.0\.0\.1:(\d+)", out).group(1))
@@ -71,11 +82,24 @@ def test_demo_runs_one_call_and_bad_inputs_end_to_end(tmp_path):
     from pipeline.storage.reviews import ReviewStore
 
     root = serve.group(2)
+    _assert_no_agent_affect_in_curated(Path(root))
     assert CuratedStore(Settings(), root).read_manifest(*_date_and_id(con_path=marts, call_id=CALL)) is not None
     logins = dict(re.findall(r"^    (demo-[a-z]+) / (\S+)$", out, re.MULTILINE))
     assert set(logins) == {"demo-reviewer", "demo-lead"}
     store = ReviewStore(Settings(), root=root)
     assert {u: store.verify_password(u, pw).role for u, pw in logins.items()} == {"demo-reviewer": "reviewer", "demo-lead": "lead"}
+
+
+def _assert_no_agent_affect_in_curated(root: Path) -> None:
+    """Every curated affect file holds customers only, and no coaching table was written."""
+    for table in ("speaker_affect", "face_affect"):
+        roles = {r for f in root.glob(f"{table}/*/*/*.parquet") for r in pq.read_table(f).column("role").to_pylist()}
+        assert roles == {"customer"}, (table, roles)
+    assert all(pq.read_table(f).num_rows == 0 for f in root.glob("coaching_affect/*/*/*.parquet"))
+    for f in root.glob("utterances/*/*/*.parquet"):
+        assert all(u["text_valence"] is None for u in pq.read_table(f).to_pylist() if u["role"] != "customer")
+    reports = list(root.glob("reports/*/index.html"))
+    assert reports and all("Inferences made and withheld" in r.read_text() for r in reports)
 
 
 def _date_and_id(con_path, call_id: str) -> tuple[str, str]:

@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import expect, sync_playwright
 
+from pipeline.review.plots import ROLE_COLOURS
 from pipeline.devtools.synth.calls import generate_call
 from pipeline.jobs.batch import run_batch
 from pipeline.jobs.marts import build_marts
@@ -102,6 +103,10 @@ def test_a_reviewer_walks_from_sign_in_to_a_verdict(server, analysed):
         expect(page.locator("h1")).to_contain_text("Call browser-")
         expect(page.locator("li.utt.flagged").first).to_be_visible()
         page.wait_for_function("document.querySelector('.plot img').naturalWidth > 0", timeout=20_000)
+        # The reviewer sees the customer's affect only: the agent's colour is not in the plot.
+        src = page.locator(".plot img").get_attribute("src")
+        plot = page.request.get(src if src.startswith("http") else server + src).text()
+        assert ROLE_COLOURS["customer"] in plot and ROLE_COLOURS["agent"] not in plot
         audio = page.locator("audio#snippet")
         page.wait_for_function("document.querySelector('audio#snippet').readyState >= 1", timeout=20_000)
         assert audio.evaluate("a => a.duration") > 5

@@ -9,8 +9,10 @@ import pytest
 from pipeline.call.analyze import analyze_call
 from pipeline.jobs.quality_gate import gate_call_tables
 from pipeline.settings import Settings
+from pipeline.stages.vision import face_expression
 from pipeline.devtools.synth_video import generate_video_call
 
+EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +21,14 @@ def video_call(tmp_path_factory):
     # Three tiles: the agent, the customer and a muted observer who fidgets but never speaks.
     truth = generate_video_call(out, "vid-e2e", seed=1, n_tiles=3, silent_tiles=1)
     metadata = json.loads(truth.metadata_path.read_text())
-    result = analyze_call(truth.video_path, "vid-e2e", settings=Settings(), metadata=metadata)
+    crops_read = []  # faces passed to the light expression model, per call
+    real_predict = face_expression.ExpressionModel.predict
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(face_expression.ExpressionModel, "predict",
+                      lambda self, crops: crops_read.append(len(crops)) or real_predict(self, crops))
+        result = analyze_call(truth.video_path, "vid-e2e", settings=Settings(), metadata=metadata)
     assert result.ok, result.manifest.reason
+    result.crops_read = sum(crops_read)
     return truth, metadata, result
 
 
@@ -47,18 +55,31 @@ def test_every_tile_is_one_track_linked_to_its_own_speaker_and_the_observer_to_n
         assert row["n_usable"] > 0.8 * truth.duration_s * Settings().vision.sample_fps
 
 
-def test_face_readings_reach_the_fused_windows_of_linked_speakers_only(video_call):
+def test_only_the_customers_face_reaches_the_expression_model(video_call):
+    """The agent's face and the unlinked observer's are found and followed (to know whose face is
+    whose) but never passed to an expression model: the model saw exactly the customer's usable faces."""
     _, _, result = video_call
-    linked = {r["speaker"] for r in result.tables["face_tracks"].to_pylist() if r["speaker"]}
+    tracks = result.tables["face_tracks"].to_pylist()
+    by_role = {role: sum(t["n_usable"] for t in tracks if t["role"] == role) for role in ("customer", "agent", None)}
+    assert by_role["agent"] > 0 and by_role[None] > 0  # there were faces it could have read
+    assert result.crops_read == by_role["customer"] > 0
+
+
+def test_face_readings_reach_the_fused_windows_of_the_customer_only(video_call):
+    _, _, result = video_call
+    tracks = result.tables["face_tracks"].to_pylist()
+    customers = {r["speaker"] for r in tracks if r["role"] == "customer"}
     affect = result.tables["speaker_affect"].to_pylist()
+    assert {w["role"] for w in affect} == {"customer"}
     with_face = [w for w in affect if "face" in w["modalities"].split(",")]
-    assert with_face and {w["speaker"] for w in with_face} <= linked
+    assert with_face and {w["speaker"] for w in with_face} == customers
     for w in with_face:
         assert -1 <= w["face_valence"] <= 1 and -1 <= w["face_arousal"] <= 1
     face_rows = result.tables["face_affect"].to_pylist()
-    assert {r["track_id"] for r in face_rows} == {r["track_id"] for r in result.tables["face_tracks"].to_pylist()}
+    assert {r["track_id"] for r in face_rows} == {r["track_id"] for r in tracks if r["role"] == "customer"}
+    assert {r["role"] for r in face_rows} == {"customer"}
     for r in face_rows:
-        assert sum(r[f"p_{e}"] for e in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")) == pytest.approx(1, abs=1e-3)
+        assert sum(r[f"p_{e}"] for e in EMOTIONS) == pytest.approx(1, abs=1e-3)
 
 
 def test_video_call_tables_pass_the_gate_and_the_audit_names_every_face(video_call):
@@ -68,7 +89,10 @@ def test_video_call_tables_pass_the_gate_and_the_audit_names_every_face(video_ca
     audit = [a for a in result.tables["audit"].to_pylist() if a["inference"] == "face_expression"]
     unlinked = [r["track_id"] for r in result.tables["face_tracks"].to_pylist() if r["speaker"] is None]
     assert {a["subject"] for a in audit if a["subject"].startswith("face_track:")} == {f"face_track:{t}" for t in unlinked}
-    assert all(a["basis"].startswith("consent.video=true") for a in audit)
+    decided = {(a["role"], a["performed"], a["policy_rule"], a["consent"]) for a in audit}
+    assert decided == {("customer", True, "customer-consent", "consent.video=true"),
+                       ("agent", False, "agent-no-affect", None),
+                       (None, False, "face-unlinked", None)}
     stages = set(result.tables["stage_metrics"].column("stage").to_pylist())
     assert {"face_detection", "face_expression", "face_linking"} <= stages
     assert result.tables["calls"].column("has_video").to_pylist() == [True]
@@ -82,7 +106,9 @@ def test_without_video_consent_no_face_is_read(video_call, tmp_path):
     assert result.tables["face_tracks"].num_rows == 0 and result.tables["face_affect"].num_rows == 0
     assert "face_detection" not in result.manifest.stage_seconds
     audit = [a for a in result.tables["audit"].to_pylist() if a["inference"] == "face_expression"]
-    assert audit and all(not a["performed"] and a["basis"] == "consent.video=false" for a in audit)
+    assert audit and all(not a["performed"] for a in audit)
+    [customer] = [a for a in audit if a["role"] == "customer"]
+    assert (customer["policy_rule"], customer["consent"]) == ("customer-consent", "consent.video=false")
     assert all("face" not in w.split(",") for w in result.tables["speaker_affect"].column("modalities").to_pylist())
 
 
@@ -161,5 +187,7 @@ def test_a_video_with_no_face_on_screen_reads_no_face_and_says_so(tmp_path):
     assert result.manifest.stage_seconds["face_detection"] > 0
     audit = [a for a in result.tables["audit"].to_pylist() if a["inference"] == "face_expression"]
     assert len(audit) == 2 and all(not a["performed"] for a in audit)
-    assert all(a["basis"] == "consent.video=true; no face track linked to this speaker" for a in audit)
+    by_role = {a["role"]: a for a in audit}
+    assert by_role["customer"]["basis"].endswith("consent.video=true; no face track linked to this speaker")
+    assert by_role["agent"]["policy_rule"] == "agent-no-affect"
     assert result.tables["speaker_affect"].num_rows > 0

@@ -393,3 +393,58 @@ def test_verdicts_survive_a_marts_rebuild_and_a_new_store(settings):
         assert loaded == [(v.verdict_id, v.reviewer, v.verdict) for v in written] and agreement == 0.0
         assert report.tables["fct_qa_verdicts"] == 2
     assert sorted(v.verdict_id for v in ReviewStore(settings).verdicts()) == sorted(v.verdict_id for v in written)
+
+
+def test_governance_marts_count_decisions_consents_and_audit_completeness(built, curated):
+    _, calls = curated
+    decisions = _df(built.path, "select role, inference, policy_rule, performed, sum(decisions) n, sum(calls) calls"
+                                " from mart_inference_decisions group by all order by all")
+    agent = decisions[decisions.role == "agent"]
+    assert set(agent.policy_rule) == {"agent-no-affect"} and not agent.performed.any()
+    customer = decisions[decisions.role == "customer"]
+    assert customer.performed.all() and set(customer.policy_rule) == {"customer-consent"}
+    # Every loaded call has a text and a voice decision per speaker; only the video call has face ones.
+    by = customer.set_index("inference")
+    assert by.loc["text_valence", "calls"] == by.loc["voice_arousal", "calls"] == len(LOADED)
+    assert by.loc["face_expression", "calls"] == 1
+    consents = _df(built.path, "select modality, sum(calls_consented) n_yes, sum(calls_refused) n_no from mart_consents group by 1 order by 1")
+    assert consents.set_index("modality").loc["text_affect"].tolist() == [len(LOADED), 0]
+    completeness = _df(built.path, "select sum(affect_values) v, sum(affect_values_audited) a from stg_manifests where loadable")
+    expected = sum(
+        sum(sum(r[c] is not None for c in ("text_valence", "voice_arousal", "face_valence")) for r in t["speaker_affect"].to_pylist())
+        + t["face_affect"].num_rows
+        for t in calls.values()
+    )
+    assert completeness.values.tolist() == [[expected, expected]]
+
+
+def test_agent_affect_written_under_an_older_policy_never_reaches_a_mart(tmp_path):
+    """Defence in depth: a call gated before the inference policy existed, with the agent's affect
+    and utterance valence in its Parquet, loads without them."""
+    tables = make_call_tables("old1", "2024-05-01", duration_s=60.0, seed=9, video=True)
+    customer = tables["speaker_affect"].to_pylist()
+    tables["speaker_affect"] = pa.Table.from_pylist(customer + [{**r, "speaker": "SPEAKER_00", "role": "agent"} for r in customer],
+                                                    schema=tables["speaker_affect"].schema)
+    faces = tables["face_affect"].to_pylist()
+    tables["face_affect"] = pa.Table.from_pylist(faces + [{**r, "track_id": 0, "speaker": "SPEAKER_00", "role": "agent"} for r in faces],
+                                                 schema=tables["face_affect"].schema)
+    tables["utterances"] = pa.Table.from_pylist([{**u, "text_valence": 0.4} for u in tables["utterances"].to_pylist()],
+                                                schema=tables["utterances"].schema)
+    write_local(tmp_path / "curated", curated_objects(tables, "old1", "2024-05-01", quality=PASSED))
+    built = build_marts(Settings(), tmp_path / "curated", tmp_path / "marts.duckdb")
+    with duckdb.connect(str(built.path), read_only=True) as con:
+        roles = lambda table: {r for (r,) in con.execute(f"select distinct role from {table}").fetchall()}  # noqa: E731
+        assert roles("fct_speaker_affect") == roles("fct_face_affect") == roles("mart_speaker_affect_timeline") == {"customer"}
+        assert con.execute("select count(text_valence) from fct_utterances where role = 'agent'").fetchone() == (0,)
+        assert con.execute("select count(text_valence) from fct_utterances where role = 'customer'").fetchone()[0] > 0
+
+
+def test_no_mart_reads_the_coaching_table_and_none_holds_agent_affect(built):
+    assert not [p.name for p in SQL_DIR.rglob("*.sql") if "coaching_affect" in p.read_text()]
+    with duckdb.connect(str(built.path), read_only=True) as con:
+        tables = {t for (t,) in con.execute("select table_name from information_schema.tables").fetchall()}
+        assert not {t for t in tables if "coaching" in t}
+        columns = {c for (c,) in con.execute("select column_name from information_schema.columns").fetchall()}
+        assert not {c for c in columns if c.startswith("agent_") and c != "agent_id"}
+        assert con.execute("select count(*) from fct_speaker_affect where role <> 'customer'").fetchone() == (0,)
+        assert con.execute("select count(*) from fct_face_affect where role is distinct from 'customer'").fetchone() == (0,)

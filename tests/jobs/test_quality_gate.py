@@ -106,6 +106,16 @@ VIOLATIONS = {
         lambda t, c: set_values(t, "box_x1", {0: 1.4}),
         "face_tracks.box_x1: 1 values outside the frame",
     ),
+    "affect about the agent": (
+        "speaker_affect",
+        lambda t, c: set_values(t, "role", {0: "agent"}),
+        "speaker_affect.role: 1 affect rows about a non-customer (inference policy)",
+    ),
+    "face affect of an unlinked face": (
+        "face_affect",
+        lambda t, c: set_values(t, "role", {0: None}),
+        "face_affect.role: 1 null values",
+    ),
     "missing column": ("speaker_affect", lambda t, c: t.drop_columns(["valence"]), "speaker_affect: missing columns valence"),
     "wrong type": (
         "qa_flags",
@@ -125,6 +135,24 @@ def test_each_violation_fails_naming_the_column(call, case):
     assert any(f.startswith(expected) for f in result.failures), result.failures
     # The break is reported where it is, not as noise in other tables.
     assert all(f.startswith(table) for f in result.failures), result.failures
+
+
+def test_every_affect_value_has_its_audit_row(call):
+    result = gate_call_tables(call)
+    affect = call["speaker_affect"].to_pylist()
+    expected = sum(sum(r[c] is not None for c in ("text_valence", "voice_arousal", "face_valence")) for r in affect)
+    assert result.affect_values == result.affect_values_audited == expected + call["face_affect"].num_rows > 0
+
+
+def test_an_affect_value_without_its_audit_row_fails_the_gate_with_the_figure(call):
+    audit = call["audit"].to_pylist()
+    kept = [a for a in audit if not (a["role"] == "customer" and a["inference"] == "voice_arousal")]
+    tables = {**call, "audit": pa.Table.from_pylist(kept, schema=call["audit"].schema)}
+    result = gate_call_tables(tables)
+    voiced = sum(r["voice_arousal"] is not None for r in call["speaker_affect"].to_pylist())
+    assert not result.passed and result.affect_values - result.affect_values_audited == voiced > 0
+    assert result.failures == [f"audit: {voiced} of {result.affect_values} affect values have no audit row of a "
+                               "performed inference (e.g. SPEAKER_01 voice_arousal)"]
 
 
 def test_missing_table_fails(call):

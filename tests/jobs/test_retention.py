@@ -1,23 +1,34 @@
-"""pipeline.jobs.retention against moto's real S3 server: only processed, old raw media goes, and is logged."""
+"""pipeline.jobs.retention against moto's real S3 server: each kind of data goes at its age (raw
+media only of processed calls; derived data only of gated or quarantined calls), and is logged."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import time
-from datetime import datetime, timezone
+from collections import Counter
+from datetime import datetime, timedelta, timezone
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from airflow_env import use_settings
 from factories import make_call_tables, set_values
 
-from pipeline.storage import object_store
+from pipeline import cli
 from pipeline.call.exports import CallResult
+from pipeline.clock import utc_now
 from pipeline.jobs.batch import discover_pending, process_recording
-from pipeline.storage.curated import CuratedStore, snippet_key, table_key
-from pipeline.manifest import CallManifest
+from pipeline.jobs.marts import build_marts, open_marts
 from pipeline.jobs.quality_gate import gate_committed_calls
-from pipeline.jobs.retention import run_retention
+from pipeline.jobs.retention import AFFECT_TABLES, DATA_KINDS, run_retention
+from pipeline.manifest import CallManifest
+from pipeline.schemas import TABLES
 from pipeline.settings import RetentionSettings, load_settings
+from pipeline.storage import object_store
+from pipeline.storage.curated import CuratedStore, snippet_key, table_key
+from pipeline.storage.keys import failures_key
+from pipeline.storage.reviews import Assignment, Note, ReviewStore, Verdict
 
 NOW = datetime(2024, 4, 1, 12, 0, tzinfo=timezone.utc)  # 30 days back: 2024-03-02
 OLD, RECENT = "2024-02-15", "2024-03-20"
@@ -164,3 +175,230 @@ def test_snippets_past_their_age_are_deleted_and_logged_and_the_scores_stay(sett
 def test_a_negative_or_unreadable_retention_age_fails_at_load(days, setting):
     with pytest.raises(ValueError, match=f"retention.{setting}"):
         load_settings(env={f"CALLAFFECT_RETENTION__{setting.upper()}": days})
+
+
+# --- one age limit per kind of data ------------------------------------------------------------
+
+TODAY = NOW.date()
+
+
+def _days_ago(days: int) -> str:
+    return (TODAY - timedelta(days=days)).isoformat()
+
+
+def _commit(settings, call_id: str, day: str, *, gated: bool = True, quarantined: str | None = None,
+            reviews: bool = True) -> None:
+    """One call as the batch leaves it: tables (with face and coaching affect), a snippet per flag,
+    the manifest (gated, ungated or quarantined), and a reviewer's verdict with a comment and a note."""
+    tables = make_call_tables(call_id, day, video=True, seed=len(call_id))
+    flags = tables["qa_flags"].to_pylist()
+    manifest = CallManifest(call_id, call_date=day, sha256=f"sha-of-{call_id}",
+                            quality={"passed": True} if gated or quarantined else None)
+    if quarantined:
+        manifest.quarantine(quarantined)  # as the gate leaves it: the tables stay, never loaded
+    CuratedStore(settings).commit(manifest, tables, {f["flag_id"]: b"OggS review audio" for f in flags})
+    if reviews:
+        store = ReviewStore(settings)
+        store.add_verdict(Verdict.new(flags[0]["flag_id"], call_id, day, flags[0]["rule_version"], "rita",
+                                      "confirmed", "she said: I am really frustrated"))
+        store.add_note(Note.new(call_id, day, 1, "rita", "customer quotes the account number"))
+        store.add_assignment(Assignment.new(flags[0]["flag_id"], call_id, "rita", "lena"))
+
+
+def _table(settings, table: str, day: str, call_id: str) -> pa.Table | None:
+    data = CuratedStore(settings).read_bytes(table_key("", table, day, call_id))
+    return pq.read_table(pa.BufferReader(data)) if data is not None else None
+
+
+def _call_keys(settings, day: str, call_id: str) -> set[str]:
+    return {k for k in _curated(settings) if f"date={day}/call_id={call_id}/" in k or f"call_id={call_id}/" in k}
+
+
+CALLS = {  # call id -> age in days on NOW
+    "text-old": 181, "affect-old": 366, "agg-old": 731, "agg-raw": 731, "agg-ungated": 731, "agg-quarantined": 731,
+    "recent": 10,
+}
+
+
+def _setup_ages(settings) -> dict[str, str]:
+    days = {call_id: _days_ago(age) for call_id, age in CALLS.items()}
+    for call_id, day in days.items():
+        _commit(settings, call_id, day, gated=call_id != "agg-ungated",
+                quarantined="quality gate: speaker_affect.valence out of range" if call_id == "agg-quarantined" else None)
+    client = object_store.s3_client(settings.s3)
+    # Raw media still there (re-uploaded after processing): its call must keep its manifest.
+    object_store.put_bytes(client, settings.s3.raw_bucket, f"{settings.s3.raw_prefix}{days['agg-raw']}/agg-raw.wav", b"media")
+    object_store.put_bytes(client, settings.s3.curated_bucket,
+                           failures_key(settings.s3.ops_prefix, days["agg-old"], "agg-old"), b'{"runs": []}')
+    return days
+
+
+def test_every_kind_goes_at_its_age_logged_once_each_and_nothing_else_changes(settings):
+    days = _setup_ages(settings)
+    before = _curated(settings)
+    utterances_before = {c: _table(settings, "utterances", d, c) for c, d in days.items()}
+
+    dry = run_retention(dataclasses.replace(settings, retention=RetentionSettings(dry_run=True)), now=NOW)
+    assert {k: v for k, v in _curated(settings).items() if k != dry.log_key} == before
+    assert all(r["dry_run"] for r in dry.deleted)
+
+    report = run_retention(settings, now=NOW)
+    after = _curated(settings)
+    ops = settings.s3.ops_prefix
+    changed = {k for k in before if after.get(k) != before[k]}
+    # One record per object deleted or rewritten, and nothing else changed; the dry run listed the same.
+    assert sorted(r["key"] for r in report.deleted) == sorted(changed)
+    assert len(report.deleted) == len(changed)
+    assert [(r["key"], r["action"]) for r in dry.deleted] == [(r["key"], r["action"]) for r in report.deleted]
+    assert {k for k in after if k not in before} == {report.log_key, dry.log_key}
+    assert report.counts == dict(Counter(r["data_kind"] for r in report.deleted)) | {
+        k: 0 for k in DATA_KINDS if k not in {r["data_kind"] for r in report.deleted}}
+    assert all(r["age_days"] == CALLS[r["call_id"]] and r["call_date"] == days[r["call_id"]] for r in report.deleted)
+    lines = object_store.get_bytes(object_store.s3_client(settings.s3), settings.s3.curated_bucket, report.log_key)
+    assert [json.loads(line) for line in lines.decode().splitlines()] == report.deleted
+
+    by_call = {}
+    for r in report.deleted:
+        by_call.setdefault(r["call_id"], set()).add((r["data_kind"], r["kind"], r["action"]))
+    # Recent: untouched. A call not gated yet keeps its tables and manifest as written (the gate
+    # still reads them); its snippets and reviewers' words go by date alone, which nothing else reads.
+    assert "recent" not in by_call and _call_keys(settings, days["recent"], "recent")
+    assert by_call["agg-ungated"] == {("snippets", "snippet", "delete"), ("utterance_text", "review_note", "delete"),
+                                      ("utterance_text", "review_verdict", "rewrite")}
+    assert all(after[k] == before[k] for k in _call_keys(settings, days["agg-ungated"], "agg-ungated")
+               if not k.startswith(("snippets/", "_reviews/")))
+    assert {k["data_kind"] for k in report.kept if k["call_id"] == "agg-ungated"} == {
+        "aggregates", "affect_windows", "utterance_text"}
+    assert all(k["reason"] == "not passed the quality gate yet" for k in report.kept if k["call_id"] == "agg-ungated")
+
+    # 181 days: snippets and words go; affect windows, flags and scores stay.
+    assert by_call["text-old"] == {("snippets", "snippet", "delete"), ("utterance_text", "utterances", "rewrite"),
+                                   ("utterance_text", "review_note", "delete"), ("utterance_text", "review_verdict", "rewrite")}
+    old, new = utterances_before["text-old"], _table(settings, "utterances", days["text-old"], "text-old")
+    assert new.schema == old.schema and new.column("text").null_count == new.num_rows == old.num_rows
+    assert new.drop_columns(["text"]).equals(old.drop_columns(["text"]))
+    reviews = ReviewStore(settings)
+    assert reviews.notes_of_call(days["text-old"], "text-old") == []
+    [verdict] = reviews.verdicts_of_call(days["text-old"], "text-old")
+    assert verdict.comment == "" and verdict.verdict == "confirmed" and verdict.reviewer == "rita"
+
+    # 366 days: the three affect tables go too.
+    assert {(k, t) for k, t, _ in by_call["affect-old"] if k == "affect_windows"} == {
+        ("affect_windows", t) for t in AFFECT_TABLES}
+    assert all(_table(settings, t, days["affect-old"], "affect-old") is None for t in AFFECT_TABLES)
+    assert _table(settings, "qa_flags", days["affect-old"], "affect-old").num_rows == 1
+    assert _table(settings, "conversation_metrics", days["affect-old"], "affect-old").num_rows == 2
+    assert _table(settings, "calls", days["affect-old"], "affect-old").num_rows == 1
+
+    # 731 days: everything of the call goes, the manifest last; a quarantined call's too.
+    for call_id in ("agg-old", "agg-quarantined"):
+        assert _call_keys(settings, days[call_id], call_id) == set()
+        assert report.deleted[max(i for i, r in enumerate(report.deleted) if r["call_id"] == call_id)]["kind"] == "manifest"
+        assert {k for k, _, _ in by_call[call_id]} == {"snippets", "aggregates"}
+    assert ("aggregates", "failures", "delete") in by_call["agg-old"]
+    assert failures_key(ops, days["agg-old"], "agg-old") not in after
+    assert {t for k, t, _ in by_call["agg-old"] if k == "aggregates"} == {
+        *TABLES, "manifest", "review_verdict", "review_note", "review_assignment", "failures"}
+    # ... but not while the raw media is still there: only the narrower limits apply then.
+    assert {k for k, _, _ in by_call["agg-raw"]} == {"snippets", "utterance_text", "affect_windows"}
+    assert CuratedStore(settings).read_manifest(days["agg-raw"], "agg-raw").loadable
+    assert [k["reason"] for k in report.kept if k["call_id"] == "agg-raw" and k["data_kind"] == "aggregates"] == [
+        "raw media still present: without its manifest the call would be analysed again"]
+
+    # Idempotent: nothing left to do, nothing logged.
+    again = run_retention(settings, now=NOW)
+    assert again.deleted == [] and again.log_key is None and set(again.counts.values()) == {0}
+    assert _curated(settings) == after
+
+
+def _still_there(settings, kind: str, day: str) -> bool:
+    """Is the data a kind's limit removes still there for the call "edge"?"""
+    if kind == "utterance_text":
+        return _table(settings, "utterances", day, "edge").column("text").null_count == 0
+    if kind == "affect_windows":
+        return all(_table(settings, t, day, "edge") is not None for t in AFFECT_TABLES)
+    return CuratedStore(settings).read_manifest(day, "edge") is not None
+
+
+@pytest.mark.parametrize("kind, limit", [
+    ("utterance_text", "utterance_text_max_age_days"),
+    ("affect_windows", "affect_window_max_age_days"),
+    ("aggregates", "aggregate_max_age_days"),
+])
+def test_each_kind_goes_the_day_after_its_limit_and_not_before(settings, kind, limit):
+    days = getattr(RetentionSettings(), limit)
+    day = _days_ago(days)  # exactly `days` old all through NOW's date
+    _commit(settings, "edge", day, reviews=False)
+
+    at_limit = run_retention(settings, now=NOW.replace(hour=23, minute=59))
+    assert at_limit.counts[kind] == 0 and _still_there(settings, kind, day)
+
+    past = run_retention(settings, now=NOW + timedelta(days=1))
+    assert past.counts[kind] > 0 and all(r["age_days"] == days + 1 for r in past.deleted if r["data_kind"] == kind)
+    assert not _still_there(settings, kind, day)
+    if kind == "aggregates":
+        assert {k for k in _curated(settings) if not k.startswith(settings.s3.ops_prefix)} == set()
+
+
+def test_rewriting_one_call_leaves_every_other_call_byte_identical(settings):
+    old, twin = _days_ago(200), _days_ago(60)
+    _commit(settings, "words-old", old)
+    _commit(settings, "words-new", twin)
+    _commit(settings, "words-old-2", old, gated=False, reviews=False)  # same day, not gated: its text stays
+    client = object_store.s3_client(settings.s3)
+    # Everything but the rewritten call's and the 200-day-old snippets (they go by date).
+    others = {k: object_store.get_bytes(client, settings.s3.curated_bucket, k) for k in _curated(settings)
+              if "call_id=words-old/" not in k and not k.startswith(f"snippets/date={old}/")}
+
+    report = run_retention(settings, now=NOW)
+
+    assert {(r["call_id"], r["kind"]) for r in report.deleted if r["data_kind"] == "utterance_text"} == {
+        ("words-old", "utterances"), ("words-old", "review_note"), ("words-old", "review_verdict")}
+    assert len(others) == 2 * 12 + 4  # two calls' tables and manifests, words-new's snippet and reviews
+    for key, data in others.items():
+        assert object_store.get_bytes(client, settings.s3.curated_bucket, key) == data, key
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"aggregate_max_age_days": 300}, "aggregate_max_age_days: must be at least retention.affect_window_max_age_days"),
+    ({"utterance_text_max_age_days": 60}, "snippet_max_age_days: must not exceed retention.utterance_text_max_age_days"),
+    ({"raw_max_age_days": 200}, "raw_max_age_days: must not exceed retention.utterance_text_max_age_days"),
+    ({"utterance_text_max_age_days": -1}, "utterance_text_max_age_days: must be at least 0"),
+])
+def test_limits_out_of_order_fail_at_load(values, message):
+    env = {f"CALLAFFECT_RETENTION__{k.upper()}": str(v) for k, v in values.items()}
+    with pytest.raises(ValueError, match=message):
+        load_settings(env=env)
+
+
+def test_limits_may_be_equal_and_raw_may_outlive_snippets():
+    limits = RetentionSettings(raw_max_age_days=60, snippet_max_age_days=7, utterance_text_max_age_days=60,
+                               affect_window_max_age_days=30, aggregate_max_age_days=60)
+    assert limits.raw_max_age_days > limits.snippet_max_age_days and limits.affect_window_max_age_days < 60
+
+
+def test_the_cli_prints_per_kind_counts_and_the_next_marts_build_drops_what_went(settings, monkeypatch, capsys):
+    settings = use_settings(monkeypatch, settings)
+    today = utc_now().date()  # the CLI runs as of the clock
+    days = {call_id: (today - timedelta(days=age)).isoformat()
+            for call_id, age in (("text-old", 181), ("agg-old", 731), ("recent", 10))}
+    for call_id, day in days.items():
+        _commit(settings, call_id, day, reviews=False)
+
+    assert cli.main(["retention"]) == cli.EXIT_OK
+    out, err = capsys.readouterr()
+    printed = json.loads(out)
+    # text-old: its snippet and its text; agg-old: 11 tables, a snippet, the manifest.
+    assert printed["counts"] == {"raw_media": 0, "snippets": 2, "utterance_text": 1, "affect_windows": 0,
+                                 "aggregates": len(TABLES) + 1}
+    assert "retention: raw_media 0, snippets 2, utterance_text 1, affect_windows 0, aggregates 12; 0 kept" in err
+    assert "agg-old" not in err and "text-old" not in err  # counts only on the operator's line
+
+    build_marts(settings)
+    con = open_marts(settings)
+    assert {r[0] for r in con.execute("select call_id from dim_calls").fetchall()} == {"text-old", "recent"}
+    texts = dict(con.execute("select call_id, count(text) from fct_utterances group by call_id").fetchall())
+    words = dict(con.execute("select call_id, sum(n_words) from fct_utterances group by call_id").fetchall())
+    assert texts["text-old"] == 0 and texts["recent"] > 0 and words["text-old"] > 0
+    flags = dict(con.execute("select call_id, speaker_text from mart_qa_flags").fetchall())
+    assert flags["text-old"] == "" and flags["recent"]

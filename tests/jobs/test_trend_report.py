@@ -82,7 +82,7 @@ def test_the_report_has_every_section_a_plot_in_each_and_nothing_from_elsewhere(
     plots = {title: body.count("<svg") + body.count('<img src="data:') for title, body in sections.items()}
     # Two plots by agent and by queue, two of pipeline health (stages, quarantines); no verdicts yet,
     # so precision is a sentence.
-    assert plots == dict(zip(SECTION_TITLES, (1, 1, 1, 2, 1, 0, 2)))
+    assert plots == dict(zip(SECTION_TITLES, (1, 1, 1, 2, 1, 0, 2, 0)))
     assert 'class="empty">No flag of these weeks has a confirmed or dismissed verdict yet' in html
     assert "<script" not in html and "@import" not in html
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html)
@@ -191,3 +191,14 @@ def test_the_cli_writes_the_report_to_the_curated_bucket(settings, tmp_path, mon
     page = CuratedStore(settings).read_bytes(printed["key"])
     assert page.startswith(b"<!doctype html>") and b"Words over-represented in flagged segments" in page
     assert cli.main(["report", "build", "--day", "yesterday"]) == cli.EXIT_ERROR
+
+
+def test_the_governance_section_shows_withheld_agent_inferences_and_full_audit_completeness(built):
+    _, _, marts, _ = built
+    with duckdb.connect(str(marts), read_only=True) as con:
+        section = trend_report.governance_section(con, *_window())
+        values = con.execute("select sum(affect_values) from stg_manifests where loadable").fetchone()[0]
+    by = {(role, inference): (rule, made, withheld) for role, inference, rule, made, withheld in section.rows}
+    assert by[("agent", "voice_arousal")] == ("agent-no-affect", 0, 7)
+    assert by[("customer", "voice_arousal")] == ("customer-consent", 7, 0)
+    assert values > 0 and f"{values} of {values} (100.0%)" in section.about

@@ -3,13 +3,16 @@
 One streaming pass over the video (``video_frames``): faces are found by MTCNN's full
 cascade every ``detect_every_s`` and followed by its last net (O-Net) on the frames between,
 faces are linked into tracks, and every face that passes the face quality check gives a
-mouth patch (for lip motion) and a 64x64 crop for the light expression model, run in batches.
-Nothing per frame outlives the pass except a few floats per usable face (``face_readings``),
-so memory grows by bytes, not images, with length. When a heavy clip model (MAE-DFER) is
-configured, ``clip_selection`` hands it 16-frame clips where the light model reads arousal.
+mouth patch (for lip motion). After that pass, tracks are linked to diarized speakers from
+mouth motion against speech activity; unlinked tracks stay unlinked.
 
-After the pass, tracks are linked to diarized speakers from mouth motion against speech
-activity; unlinked tracks stay unlinked. Crops, landmarks and patches are never returned.
+Only then, in a second pass over the video, the faces of tracks linked to speakers the
+inference policy allows (customers with video consent) are cropped at the boxes the first pass
+kept and read by the light expression model, in batches; when a heavy clip model (MAE-DFER) is
+configured, ``clip_selection`` hands it 16-frame clips where the light model reads arousal. An
+agent's face, or a face nobody could link, never reaches an expression model. Nothing per frame
+outlives either pass except a few floats per usable face (``face_readings``), so memory grows
+by bytes, not images, with length. Crops, landmarks and patches are never returned.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from pathlib import Path
 
 import cv2
@@ -104,44 +108,34 @@ class _Clock:
 
 
 class _FacePass:
-    """One pass over a call's video. Per face only floats are kept: readings, quality counts,
-    sizes and mouth motion."""
+    """The first pass over a call's video: faces found, tracked, checked and their mouths
+    followed. No face reaches an expression model here: whose face it is is not known yet. Per
+    face only floats are kept: quality counts, sizes, mouth motion and where the usable face was."""
 
-    def __init__(self, settings: Settings, clip: ClipModel | None):
+    def __init__(self, settings: Settings):
         vs = self.vs = settings.vision
         self.detector = _detector(vs.min_face_px, vs.threads)
-        self.expression = _expression_model(str(Path(settings.model_store.cache_dir).expanduser()), vs.threads)
         self.tracker = face_tracking.FaceTracker(min_iou=vs.track_min_iou, max_gap_s=vs.track_max_gap_s)
         self.motion = face_speaker_link.MouthMotion()
         self.clock = _Clock()
-        self.readings: dict[int, TrackReadings] = defaultdict(TrackReadings)
         self.quality: dict[int, Counter] = defaultdict(Counter)
         self.sizes: dict[int, float] = defaultdict(float)
-        self.pending_crops: list[np.ndarray] = []
-        self.pending_keys: list[tuple[int, float]] = []  # (track, time) of each pending crop
-        self.clips = ClipCollector(vs, clip.classify) if clip is not None else None
+        # Sampled frame index -> (track, box) of each usable face: where the second pass may read.
+        self.usable: dict[int, list[tuple[int, tuple[float, float, float, float]]]] = defaultdict(list)
         self.frames = 0
         self.frame_shape = (1, 1)
         self.faces: list[face_detection.FaceBox] = []
         self.last_full_detection = -np.inf
 
-    def run(self, path: str | Path, clip: ClipModel | None) -> tuple[str | None, list[FaceAffectWindow]]:
+    def run(self, path: str | Path) -> str | None:
         """Read the whole video; a stream that breaks keeps what was read and says why."""
-        error = None
         t0 = time.perf_counter()
         try:
             for frame in sample_frames(path, fps=self.vs.sample_fps, max_side=self.vs.max_side):
-                t0 = self._frame(frame, self.clock.add(video_frames.STAGE, t0))
+                t0 = self._frame(frame.index, frame, self.clock.add(video_frames.STAGE, t0))
         except VideoError as exc:
-            error = str(exc)
-        self._flush()
-        t0 = self.clock.add(face_expression.STAGE, t0)
-        clip_rows: list[FaceAffectWindow] = []
-        if self.clips is not None:
-            self.clips.maybe_cut(self.readings)
-            clip_rows = self.clips.finish(clip.classes, clip.version)
-            self.clock.add(face_expression_clips.STAGE, t0)
-        return error, clip_rows
+            return str(exc)
+        return None
 
     def _locate(self, frame: SampledFrame) -> list[face_detection.FaceBox]:
         # The full cascade runs every detect_every_s (and finds new faces); in between, the
@@ -155,7 +149,7 @@ class _FacePass:
             return self.detector.detect(frame.rgb)
         return refined
 
-    def _frame(self, frame: SampledFrame, t0: float) -> float:
+    def _frame(self, index: int, frame: SampledFrame, t0: float) -> float:
         self.frames += 1
         self.frame_shape = frame.rgb.shape[:2]
         self.faces = self._locate(frame)
@@ -164,18 +158,10 @@ class _FacePass:
         t0 = self.clock.add(face_tracking.STAGE, t0)
         if not self.faces:
             return t0
-        self._read_faces(frame, ids)
-        t0 = self.clock.add(FEATURES_STAGE, t0)
-        clip_due = self.clips is not None and self.clips.due()
-        if len(self.pending_crops) >= self.vs.expression_batch_size or clip_due:
-            self._flush()  # a clip's arousal trigger needs the light model's reading of its frames
-            t0 = self.clock.add(face_expression.STAGE, t0)
-        if clip_due:
-            self.clips.maybe_cut(self.readings)
-            t0 = self.clock.add(face_expression_clips.STAGE, t0)
-        return t0
+        self._check_faces(index, frame, ids)
+        return self.clock.add(FEATURES_STAGE, t0)
 
-    def _read_faces(self, frame: SampledFrame, ids: list[int]) -> None:
+    def _check_faces(self, index: int, frame: SampledFrame, ids: list[int]) -> None:
         vs = self.vs
         grey = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2GRAY)
         for face, track in zip(self.faces, ids):
@@ -187,19 +173,7 @@ class _FacePass:
                 continue
             box = (face.x0, face.y0, face.x1, face.y1)
             self.motion.add(track, frame.t, face_speaker_link.mouth_patch(grey, face.landmarks, box))
-            self.pending_crops.append(face_expression.face_crop(grey, box))
-            self.pending_keys.append((track, frame.t))
-            if self.clips is not None:
-                self.clips.add(track, frame, box)
-
-    def _flush(self) -> None:
-        if self.pending_crops:
-            probs = self.expression.predict(np.stack(self.pending_crops))
-            for (track, t), p in zip(self.pending_keys, probs):
-                self.readings[track].times.append(t)
-                self.readings[track].probs.append(p.astype(np.float32))
-            self.pending_crops.clear()
-            self.pending_keys.clear()
+            self.usable[index].append((track, box))
 
     def tracks(self, turns: Annotation) -> list[FaceTrack]:
         """Tracks seen often enough, each linked to a speaker where mouth motion says so."""
@@ -232,24 +206,96 @@ class _FacePass:
         return tracks
 
 
-def analyze_video(path: str | Path, turns: Annotation, settings: Settings, *, clip: ClipModel | None = None) -> FaceBranchResult:
-    """Faces, tracks, speaker links and expressions of one call's video.
+class _ExpressionPass:
+    """The second pass: the expression models read the usable faces of the tracks the inference
+    policy allows, and no other face. Frames are decoded again (cheap next to detection) and
+    cropped at the boxes the first pass kept."""
 
-    ``clip`` runs the heavy clip model on selected clips; without it only the light per-frame
-    model runs. A stream that breaks mid-way keeps what was read and says so in ``error``.
+    def __init__(self, settings: Settings, clip: ClipModel | None, clock: _Clock):
+        vs = self.vs = settings.vision
+        self.expression = _expression_model(str(Path(settings.model_store.cache_dir).expanduser()), vs.threads)
+        self.clock = clock
+        self.readings: dict[int, TrackReadings] = defaultdict(TrackReadings)
+        self.pending_crops: list[np.ndarray] = []
+        self.pending_keys: list[tuple[int, float]] = []  # (track, time) of each pending crop
+        self.clips = ClipCollector(vs, clip.classify) if clip is not None else None
+
+    def run(self, path: str | Path, faces: dict[int, list[tuple[int, tuple]]], clip: ClipModel | None) -> list[FaceAffectWindow]:
+        last = max(faces, default=-1)
+        t0 = time.perf_counter()
+        try:
+            for frame in sample_frames(path, fps=self.vs.sample_fps, max_side=self.vs.max_side):
+                t0 = self.clock.add(video_frames.STAGE, t0)
+                if frame.index > last:
+                    break
+                if frame.index in faces:
+                    t0 = self._frame(frame, faces[frame.index], t0)
+        except VideoError:
+            pass  # the first pass read the same stream and reported where it broke
+        self._flush()
+        t0 = self.clock.add(face_expression.STAGE, t0)
+        if self.clips is None:
+            return []
+        self.clips.maybe_cut(self.readings)
+        rows = self.clips.finish(clip.classes, clip.version)
+        self.clock.add(face_expression_clips.STAGE, t0)
+        return rows
+
+    def _frame(self, frame: SampledFrame, faces: list[tuple[int, tuple]], t0: float) -> float:
+        grey = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2GRAY)
+        for track, box in faces:
+            self.pending_crops.append(face_expression.face_crop(grey, box))
+            self.pending_keys.append((track, frame.t))
+            if self.clips is not None:
+                self.clips.add(track, frame, box)
+        t0 = self.clock.add(FEATURES_STAGE, t0)
+        clip_due = self.clips is not None and self.clips.due()
+        if len(self.pending_crops) >= self.vs.expression_batch_size or clip_due:
+            self._flush()  # a clip's arousal trigger needs the light model's reading of its frames
+            t0 = self.clock.add(face_expression.STAGE, t0)
+        if clip_due:
+            self.clips.maybe_cut(self.readings)
+            t0 = self.clock.add(face_expression_clips.STAGE, t0)
+        return t0
+
+    def _flush(self) -> None:
+        if self.pending_crops:
+            probs = self.expression.predict(np.stack(self.pending_crops))
+            for (track, t), p in zip(self.pending_keys, probs):
+                self.readings[track].times.append(t)
+                self.readings[track].probs.append(p.astype(np.float32))
+            self.pending_crops.clear()
+            self.pending_keys.clear()
+
+
+def analyze_video(path: str | Path, turns: Annotation, settings: Settings, *, readable: Collection[str] = (),
+                  clip: ClipModel | None = None) -> FaceBranchResult:
+    """Faces, tracks, speaker links of one call's video, and the expressions of the speakers in
+    ``readable`` (the inference policy's allowed speakers; nobody by default).
+
+    Expressions are read only from tracks linked to a readable speaker: an unlinked face may be
+    the agent's. ``clip`` runs the heavy clip model on selected clips; without it only the light
+    per-frame model runs. A stream that breaks mid-way keeps what was read and says so in ``error``.
     """
-    face_pass = _FacePass(settings, clip)
-    error, clip_rows = face_pass.run(path, clip)
+    face_pass = _FacePass(settings)
+    error = face_pass.run(path)
     tracks = face_pass.tracks(turns)
-    kept_ids = {t.track_id for t in tracks}
-    readings = face_pass.readings
-    by_track = {tid: series(readings[tid]) for tid in sorted(kept_ids) if readings[tid].times}
+    read_ids = {t.track_id for t in tracks if t.speaker is not None and t.speaker in readable}
+    wanted = {index: kept for index, faces in face_pass.usable.items()
+              if (kept := [(track, box) for track, box in faces if track in read_ids])}
+    readings: dict[int, TrackReadings] = {}
+    clip_rows: list[FaceAffectWindow] = []
+    if wanted:
+        expressions = _ExpressionPass(settings, clip, face_pass.clock)
+        clip_rows = expressions.run(path, wanted, clip)
+        readings = expressions.readings
+    by_track = {tid: series(readings[tid]) for tid in sorted(read_ids) if tid in readings and readings[tid].times}
     light_version = face_expression.model_version()
     frame_s = 1.0 / settings.vision.sample_fps
     affect = [
         row for tid in sorted(by_track)
         for row in pooled_windows(tid, readings[tid], settings.affect.window_s, frame_s, light_version)
-    ] + [row for row in clip_rows if row.track_id in kept_ids]
+    ] + [row for row in clip_rows if row.track_id in read_ids]
     versions = {"face_detection": face_detection.model_version(), "face_expression": light_version}
     if clip is not None:
         versions["face_expression_clips"] = clip.version

@@ -1,53 +1,57 @@
-"""Voice affect: audio + speaker turns -> arousal cues per window, from openSMILE eGeMAPS.
+"""Voice affect: audio + speaker turns -> arousal cues per window.
+
+Two steps: ``extract_frames`` reads loudness and pitch every 10 ms with the configured backend
+(``voice.backend``: ``bs1770-pyin``, the licence-clean default, in ``bs1770_pyin``; or the
+opt-in ``opensmile-egemaps`` in ``opensmile_egemaps``, imported only when chosen), and
+``score_windows`` turns them into arousal per speaker window.
 
 Arousal is read from loudness, pitch level and pitch range relative to the same speaker's own
 baseline in the call (z-scores against the speaker's median and spread), so voice, gender,
-microphone and line level cancel out. 0 means "this speaker's usual level in this call".
-No valence is read from the voice here: eGeMAPS cues for valence are weak without a trained
-head, and a number we cannot stand behind is worse than a missing one.
+microphone, line level and the backend's loudness unit cancel out. 0 means "this speaker's
+usual level in this call". No valence is read from the voice here: prosodic cues for valence
+are weak without a trained head, and a number we cannot stand behind is worse than a missing one.
 """
 
 from __future__ import annotations
 
-from pipeline.records import SpeakerWindow, VoiceArousal, VoiceFrames
-from pipeline.stages import contract
-
-import functools
+import importlib
 
 import numpy as np
 from pyannote.core import Annotation
 
-BACKEND = "opensmile-egemaps"
+from pipeline.records import SpeakerWindow, VoiceArousal, VoiceFrames
+from pipeline.settings import Settings, VoiceSettings
+from pipeline.stages import contract
+
 _FRAME_S = 0.01
+# voice.backend -> the module that reads it (each has NAME, model_version() and features()).
+_MODULES = {"bs1770-pyin": "bs1770_pyin", "opensmile-egemaps": "opensmile_egemaps"}
 
 
-@functools.lru_cache(maxsize=1)
-def _smile():
-    import opensmile
-
-    return opensmile.Smile(
-        feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.LowLevelDescriptors
-    )
+def _backend(voice: VoiceSettings):
+    # VoiceSettings refuses unknown names; the import is lazy so that openSMILE is loaded only
+    # when it is the chosen backend.
+    return importlib.import_module(f"pipeline.stages.voice.{_MODULES[voice.backend]}")
 
 
-def model_version() -> str:
-    from importlib.metadata import version
-
-    return f"opensmile=={version('opensmile')} eGeMAPSv02"
+def model_version(settings: Settings) -> str:
+    return _backend(settings.voice).model_version()
 
 
-def extract_frames(samples: np.ndarray, sample_rate: int, chunk_s: float = 300.0, context_s: float = 1.0) -> VoiceFrames:
-    """eGeMAPS descriptors every 10 ms, extracted in chunks (with a second of context on both
-    sides, dropped again) so an hour-long call never passes through openSMILE in one piece."""
+def extract_frames(samples: np.ndarray, sample_rate: int, voice: VoiceSettings,
+                   chunk_s: float = 300.0, context_s: float = 1.0) -> VoiceFrames:
+    """Loudness and pitch every 10 ms, extracted in chunks (with a second of context on both
+    sides, dropped again) so an hour-long call never passes through the extractor in one piece."""
+    features = _backend(voice).features
     hop = int(round(_FRAME_S * sample_rate))
     chunk, context = int(chunk_s * sample_rate) // hop * hop, int(context_s * sample_rate) // hop * hop
     loudness, pitch = [], []
     for start in range(0, len(samples), chunk):
         begin = max(0, start - context)
-        frames = _smile().process_signal(samples[begin : start + chunk + context], sample_rate)
+        loud, f0 = features(samples[begin : start + chunk + context], sample_rate)
         keep = slice((start - begin) // hop, (start - begin) // hop + chunk // hop)
-        loudness.append(frames["Loudness_sma3"].to_numpy(np.float32)[keep])
-        pitch.append(frames["F0semitoneFrom27.5Hz_sma3nz"].to_numpy(np.float32)[keep])
+        loudness.append(loud[keep])
+        pitch.append(f0[keep])
     return VoiceFrames(loudness=np.concatenate(loudness), f0_semitones=np.concatenate(pitch), hop_s=_FRAME_S)
 
 
@@ -105,10 +109,10 @@ def score_windows(
 
 # Two timed steps: the call's frames once per channel, then the windows' arousal from them.
 FEATURES_STAGE = contract.Stage(
-    "voice_features", backend=contract.fixed(BACKEND), run=extract_frames,
-    model_key="voice_affect", model_version=lambda settings: model_version(),
+    "voice_features", backend=lambda settings: settings.voice.backend, run=extract_frames,
+    model_key="voice_affect", model_version=model_version,
 )
 STAGE = contract.Stage(
-    "voice_affect", backend=contract.fixed(BACKEND), run=score_windows,
-    model_key="voice_affect", model_version=lambda settings: model_version(),
+    "voice_affect", backend=lambda settings: settings.voice.backend, run=score_windows,
+    model_key="voice_affect", model_version=model_version,
 )
