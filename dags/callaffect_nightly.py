@@ -7,13 +7,18 @@ recordings if ``schedule.start_on_landing`` is set. Each batch is a mapped task 
 happened upstream (``all_done``): with nothing pending, or with a batch that failed, the calls
 that did commit are still gated and loaded. ``check_run`` then fails the run if a call was not
 committed or a task failed, so the failure shows without holding the other calls back.
+
+Run parameters (trigger with a config): ``dates`` ("YYYY-MM-DD" or "YYYY-MM-DD..YYYY-MM-DD";
+none: every date) and ``mode`` (``pending``: not committed yet, the nightly default;
+``reprocess``: every recording of the dates; ``stale``: committed under other model versions,
+rule version or settings), as ``callaffect batch --dates ... --reprocess|--stale``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from pipeline import airflow_tasks as t
 
@@ -35,16 +40,22 @@ _nightly = CronTriggerTimetable(_when.nightly_cron, timezone=_when.timezone)
     max_active_runs=1,
     default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
     tags=["callaffect"],
+    params={
+        "dates": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}-\d{2}(\.\.\d{4}-\d{2}-\d{2})?$",
+                       description="call dates YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD; none: every date"),
+        "mode": Param("pending", enum=["pending", "reprocess", "stale"],
+                      description="pending (nightly), reprocess (every recording of the dates), stale"),
+    },
 )
 def callaffect_nightly():
     @task
-    def discover() -> list[list[dict]]:
-        return t.discover_batches()
+    def discover(params: dict | None = None) -> list[list[dict]]:
+        return t.discover_batches(params["dates"], params["mode"])
 
     # Concurrent batches pay off on a shared Ray cluster (ray.address); locally each would start its own.
     @task(max_active_tis_per_dagrun=4)
-    def analyze_batch(batch: list[dict]) -> dict:
-        return t.analyze_batch(batch)
+    def analyze_batch(batch: list[dict], params: dict | None = None) -> dict:
+        return t.analyze_batch(batch, params["mode"])
 
     @task(trigger_rule="all_done")
     def quality_gate() -> dict:

@@ -132,28 +132,39 @@ def register_recordings(pending: list[dict]) -> dict:
 # --- nightly ---------------------------------------------------------------------------------
 
 
-def discover_batches() -> list[list[dict]]:
-    """Pending recordings cut into batches of ``ray.max_calls_per_batch``: one mapped task each.
+def discover_batches(dates: str | None = None, mode: str = "pending") -> list[list[dict]]:
+    """The recordings to analyse cut into batches of ``ray.max_calls_per_batch``: one mapped task each.
 
-    Calls that cannot be analysed as they are (a call id under two dates, two media files for
-    one call) are quarantined here with their reason; raw objects that are not recordings are
-    listed as ignored under the ops prefix."""
-    from pipeline.jobs.batch import discover, recording_to_dict, settle_discovery
+    By default (the nightly run) every pending recording; the run parameters ``dates``
+    ("YYYY-MM-DD" or "YYYY-MM-DD..YYYY-MM-DD") and ``mode`` (pending, reprocess, stale) make it a
+    backfill (pipeline.jobs.batch.select_recordings; reprocess needs dates). Calls that cannot be
+    analysed as they are (a call id under two dates, two media files for one call) are
+    quarantined here with their reason; raw objects that are not recordings are listed as
+    ignored under the ops prefix; calls whose raw media is gone are logged as not reprocessable."""
+    from pipeline.jobs.batch import DateRange, recording_to_dict, select_recordings, settle_discovery
 
     settings = _task_settings()
-    found = discover(settings)
-    for call_id, reason in settle_discovery(settings, found).items():
-        log.warning("quarantined at discovery: %s: %s", call_id, reason)
-    for item in found.ignored:
-        log.warning("ignored raw object: %s", item.reason)
-    pending = [recording_to_dict(r) for r in found.pending]
+    mode = mode or "pending"
+    days = DateRange.parse(dates) if dates else None
+    if mode == "reprocess" and days is None:
+        raise ValueError("mode reprocess needs dates")
+    selection = select_recordings(settings, days, mode)
+    found = selection.discovery
+    if found is not None:
+        for call_id, reason in settle_discovery(settings, found).items():
+            log.warning("quarantined at discovery: %s: %s", call_id, reason)
+        for item in found.ignored:
+            log.warning("ignored raw object: %s", item.reason)
+    for call_id, reason in selection.not_reprocessable.items():
+        log.warning("%s %s", call_id, reason)
+    pending = [recording_to_dict(r) for r, _ in selection.selected]
     size = settings.ray.max_calls_per_batch
     batches = [pending[i : i + size] for i in range(0, len(pending), size)]
-    log.info("%d pending recording(s) in %d batch(es)", len(pending), len(batches))
+    log.info("%d recording(s) (%s) in %d batch(es)", len(pending), mode, len(batches))
     return batches
 
 
-def analyze_batch(batch: list[dict]) -> dict:
+def analyze_batch(batch: list[dict], mode: str = "pending") -> dict:
     """Run one batch on Ray; committed calls are skipped, so a retry redoes only what is missing.
 
     Returns the batch report plus each call's date (the report knows only call ids). A call
@@ -163,7 +174,9 @@ def analyze_batch(batch: list[dict]) -> dict:
     from pipeline.jobs.batch import recording_from_dict, run_batch
 
     recordings = [recording_from_dict(rec) for rec in batch]
-    report = run_batch(_task_settings(), recordings=recordings, analyze_fn=ANALYZE_FN)
+    # A backfill's calls are committed already: they are analysed again (reprocess), not skipped.
+    report = run_batch(_task_settings(), recordings=recordings, analyze_fn=ANALYZE_FN,
+                       reprocess=(mode or "pending") != "pending")
     for call_id, error in report.failed.items():
         log.warning("%s not committed, retried next run: %s", call_id, error)
     return {"report": report.to_dict(), "call_dates": {r.call_id: r.call_date for r in recordings}}

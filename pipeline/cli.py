@@ -90,11 +90,55 @@ def cmd_analyze(args) -> int:
     return EXIT_OK
 
 
-def cmd_batch(args) -> int:
-    from pipeline.jobs.batch import run_batch
+class _BatchBar:
+    """The batch's progress bar on stderr (tqdm): calls done, ok/quarantined/failed, time left."""
 
-    report = run_batch(_settings(args), limit=args.limit)
+    def __init__(self):
+        self.bar = None
+        self.counts = {"ok": 0, "quarantined": 0, "failed": 0}
+
+    def start(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="call", file=sys.stderr, dynamic_ncols=True, desc="batch")
+
+    def done(self, call_id: str, outcome: str) -> None:
+        # No call id on the bar: it is a log line like any other (no personal data in logs).
+        if outcome in self.counts:
+            self.counts[outcome] += 1
+        self.bar.set_postfix(self.counts, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_batch(args) -> int:
+    from pipeline.jobs.batch import DateRange, run_batch, select_recordings
+
+    settings = _settings(args)
+    dates = DateRange.parse(args.dates) if args.dates else None
+    mode = "reprocess" if args.reprocess else "stale" if args.stale else "pending"
+    if mode == "reprocess" and dates is None:
+        raise ValueError("--reprocess needs --dates (reprocessing every call ever recorded is not a backfill)")
+    if args.dry_run:
+        selection = select_recordings(settings, dates, mode)
+        print(json.dumps(selection.to_dict(), indent=2))
+        for rec, why in selection.selected:
+            print(f"{rec.call_date} {rec.call_id}: {why}", file=sys.stderr)
+        for call_id, why in selection.not_reprocessable.items():
+            print(f"{call_id}: {why}", file=sys.stderr)
+        return EXIT_OK
+    bar = _BatchBar() if args.progress or sys.stderr.isatty() else None
+    try:
+        report = run_batch(settings, limit=args.limit, dates=dates, mode=mode, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
     print(json.dumps(_as_dict(report), indent=2, default=str))
+    for call_id, why in report.not_reprocessable.items():
+        print(f"callaffect: {call_id}: {why}", file=sys.stderr)
     if report.failed:
         print(f"callaffect: {len(report.failed)} call(s) not committed, retried next run", file=sys.stderr)
         return EXIT_PARTIAL
@@ -116,6 +160,19 @@ def cmd_report_build(args) -> int:
     settings = _settings(args)
     key = build_trend_report(settings, day=args.day)
     print(json.dumps({"key": key, "uri": CuratedStore(settings).uri(key)}, indent=2))
+    return EXIT_OK
+
+
+def cmd_cost(args) -> int:
+    from pipeline.jobs.cost import cost_report, render_text
+
+    try:
+        report = cost_report(_settings(args), marts_path=args.marts, bench_path=args.bench,
+                             curated_root=args.curated_root, utilisation=args.utilisation)
+    except (ValueError, OSError) as exc:
+        print(f"callaffect: cost: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(report.to_dict(), indent=2) if args.json else render_text(report))
     return EXIT_OK
 
 
@@ -302,6 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("batch", cmd_batch, "analyse every raw recording with no committed output, on Ray")
     p.add_argument("--limit", type=int)
+    p.add_argument("--dates", help="call dates YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD (both included): only those")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--reprocess", action="store_true",
+                       help="every recording of the dates, committed or not (quarantined too); needs --dates")
+    which.add_argument("--stale", action="store_true",
+                       help="committed calls of the dates analysed with other model/rule versions or settings")
+    p.add_argument("--dry-run", action="store_true", help="list the calls it would analyse and why; change nothing")
+    p.add_argument("--progress", action="store_true", help="progress bar on stderr even when it is not a terminal")
 
     marts = sub.add_parser("marts", help="DuckDB marts").add_subparsers(dest="marts_command", required=True)
     p = marts.add_parser("build", help="build the marts into a new DuckDB file and swap it in")
@@ -325,6 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--marts", help="DuckDB file (default: settings marts.duckdb_path)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(fn=cmd_governance_report)
+
+    p = add("cost", cmd_cost, "cost per call-minute, CPU and GPU profiles (every figure measured or assumed)")
+    p.add_argument("--marts", help="DuckDB marts: stage real-time factors measured in production (fct_stage_metrics)")
+    p.add_argument("--bench", help="bench/bench_analyze.py JSON (used without --marts; default: the figures measured here)")
+    p.add_argument("--curated-root", help="s3://bucket/prefix/ or a directory: measure bytes and objects stored per call")
+    p.add_argument("--utilisation", type=float, help="share of paid node time doing work (default: cost.utilisation)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
 
     _add_users_and_flags(sub)
 

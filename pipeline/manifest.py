@@ -36,6 +36,10 @@ class CallManifest:
     created_at: str | None = None
     # The call metadata's pseudonymous customer id: erasure by subject finds the call by it.
     subject_id: str | None = None
+    # Names this commit; every Parquet file of the commit carries it in its footer
+    # (pipeline.storage.curated.COMMIT_ID_KEY), so the marts load a call only while its files and
+    # its manifest agree (a reprocessing half-way leaves them disagreeing). None: before commit ids.
+    commit_id: str | None = None
 
     def quarantine(self, reason: str) -> "CallManifest":
         """Mark the call quarantined because of ``reason`` (none of its tables will be loaded).

@@ -371,6 +371,48 @@ class ReviewSettings:
 
 
 @dataclass(frozen=True)
+class CostSettings:
+    """`callaffect cost`: the price table and the assumptions it needs (pipeline/jobs/cost.py).
+    Every default is an assumption the report labels as such, with the source below; measured
+    figures (stage real-time factors, bytes and objects per call) replace them when given."""
+
+    # Share of paid instance time doing useful work (queues drain, nodes start, nights end).
+    utilisation: float = 0.7
+    price_source: str = "AWS on-demand list prices, us-east-1, Linux (assumed; check current prices)"
+    # The instance types of infra/ray/cluster.yaml.
+    cpu_instance: str = "c6i.4xlarge"
+    cpu_instance_usd_per_hour: float = 0.68
+    cpu_instance_vcpus: int = 16
+    gpu_instance: str = "g6.2xlarge (1 NVIDIA L4)"
+    gpu_instance_usd_per_hour: float = 0.9776
+    s3_usd_per_gb_month: float = 0.023  # S3 Standard, first 50 TB
+    s3_put_usd_per_1000: float = 0.005  # PUT, COPY, POST, LIST
+    s3_get_usd_per_1000: float = 0.0004  # GET, SELECT and all other requests
+    # Used when no curated root is given to measure them: tables, snippets and manifest of 8
+    # generated calls (bench/bench_cluster.py --calls 8, 2026-12-05).
+    derived_bytes_per_call_minute: float = 95000.0
+    raw_bytes_per_call_minute: float = 960000.0  # 8 kHz 16-bit mono PCM WAV
+    mean_call_minutes: float = 6.0  # assumed mean conversation length
+    video_call_share: float = 0.0  # share of call minutes with video and consent.video
+    # The GPU profile's stages, GPU-seconds per audio second (none measured: no GPU lent so far).
+    gpu_diarization_rtf: float = 0.025  # pyannote speaker-diarization-3.1's README: 2.5 % on one V100
+    gpu_transcription_rtf: float = 0.069  # faster-whisper README: large-v2 fp16, 13 min in 54 s on an RTX 3070 Ti
+    gpu_clips_per_s: float = 100.0  # MAE-DFER, 99.3 GFLOP a clip: ~10 TFLOP/s effective on an L4 (assumed)
+    # What others publish, for comparison.
+    custom_build_usd_per_minute: float = 0.005
+    ccai_usd_per_conversation: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not 0 < self.utilisation <= 1:
+            raise ValueError(f"setting cost.utilisation: must be in (0, 1], got {self.utilisation!r}")
+        if not 0 <= self.video_call_share <= 1:
+            raise ValueError(f"setting cost.video_call_share: must be in [0, 1], got {self.video_call_share!r}")
+        _at_least("cost.cpu_instance_vcpus", self.cpu_instance_vcpus, 1)
+        _at_least("cost.mean_call_minutes", self.mean_call_minutes, 0.01)
+        _at_least("cost.gpu_clips_per_s", self.gpu_clips_per_s, 0.001)
+
+
+@dataclass(frozen=True)
 class Settings:
     s3: S3Settings = field(default_factory=S3Settings)
     ray: RaySettings = field(default_factory=RaySettings)
@@ -391,6 +433,7 @@ class Settings:
     review: ReviewSettings = field(default_factory=ReviewSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     erasure: ErasureSettings = field(default_factory=ErasureSettings)
+    cost: CostSettings = field(default_factory=CostSettings)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -407,7 +450,7 @@ class Settings:
 
     def fingerprint(self) -> str:
         """Short hash of everything that can change an analysis result (recorded per call)."""
-        analysis = {k: v for k, v in self.to_dict().items() if k not in ("s3", "ray", "marts", "retention", "schedule", "model_store", "review", "erasure")}
+        analysis = {k: v for k, v in self.to_dict().items() if k not in ("s3", "ray", "marts", "retention", "schedule", "model_store", "review", "erasure", "cost")}
         return hashlib.sha256(json.dumps(analysis, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -301,6 +301,19 @@ def _quarantined(manifest: CallManifest, reason: str, timer: _Timer) -> CallResu
     return CallResult(manifest=manifest)
 
 
+def expected_versions(settings: Settings, video: bool = False) -> dict[str, str]:
+    """The manifest.versions an analysis under ``settings`` would record, without running anything:
+    the audio and text path's models (incl. the "flags" rule version) whose version the settings
+    fix, and with ``video`` the face branch's light models. Left out: versions known only once a
+    model is loaded (a stage's ``model_version`` gives None) and the heavy clip model's."""
+    versions = _versions(settings, None)
+    if video:
+        from pipeline.stages.vision import face_detection, face_expression
+
+        versions |= {"face_detection": face_detection.model_version(), "face_expression": face_expression.model_version()}
+    return versions
+
+
 def _versions(settings: Settings, faces: FaceBranchResult | None) -> dict[str, str]:
     """manifest.versions: every model the audio and text path used, and the face branch's."""
     versions = {s.model_key: v for s in STAGES if s.model_key and (v := s.model_version(settings)) is not None}

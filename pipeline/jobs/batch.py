@@ -6,6 +6,13 @@ next run; its keys are deterministic, so re-running a call overwrites and never 
 Status ``ok`` or ``quarantined`` both count as committed: a quarantined call waits for an
 operator (``run_batch(..., recordings=[...], reprocess=True)``), not for the next night.
 
+Backfill (``run_batch(..., dates=DateRange, mode=...)``, ``callaffect batch --dates A..B``): the
+recordings of a range of call dates, in one of three modes (``select_recordings``): ``pending``
+(not committed yet), ``reprocess`` (every one, committed or not) or ``stale`` (committed under
+other model versions, rule version or settings than the current settings would use:
+``stale_reasons``). A committed call whose raw media is gone (retention) cannot be reprocessed:
+it is reported, never selected.
+
 Every raw object ends as processed, quarantined with a reason, a metadata sidecar, or ignored
 with a reason (``discover``). A call is analysed under a lease (pipeline.storage.leases), so two batches
 never analyse it at once; a call that fails to commit in ``ray.max_call_failures`` runs
@@ -28,6 +35,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,6 +51,7 @@ from pipeline.storage import leases, object_store
 from pipeline.storage.curated import CuratedStore
 from pipeline.storage.keys import (
     NotARecording,
+    parse_raw_key,
     RawRecording,
     classify_raw_key,
     failures_key,
@@ -74,6 +83,10 @@ class BatchReport:
     # count only: the copy's name may be the erased call's id.
     erased: int = 0
     seconds: float = 0.0
+    # Backfill: calls selected but whose raw media is gone (call id -> why), and why each
+    # selected call was selected ("stale: ..." reasons; "pending"; "reprocess").
+    not_reprocessable: dict[str, str] = field(default_factory=dict)
+    selected: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -191,6 +204,172 @@ def settle_discovery(settings: Settings, found: Discovery, client=None) -> dict[
 def discover_pending(settings: Settings, client=None) -> list[RawRecording]:
     """Raw recordings with no committed manifest that can be analysed, sorted by date then call id."""
     return discover(settings, client).pending
+
+
+# --- backfill: a date range, and which of its calls to (re)process ------------------------------
+
+Mode = typing.Literal["pending", "reprocess", "stale"]
+MODES: tuple[str, ...] = typing.get_args(Mode)
+RAW_MEDIA_GONE = "not reprocessable: raw media deleted by retention"
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """Call dates ``first``..``last``, both included (ISO strings compare as dates)."""
+
+    first: str
+    last: str
+
+    @classmethod
+    def parse(cls, text: str) -> "DateRange":
+        """"2026-11-01..2026-11-07" or one day "2026-11-01"; ValueError naming the problem."""
+        first, sep, last = text.strip().partition("..")
+        last = last if sep else first
+        for day in (first, last):
+            try:
+                date.fromisoformat(day)
+            except ValueError:
+                raise ValueError(f"dates {text!r}: expected YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD") from None
+            if len(day) != 10:
+                raise ValueError(f"dates {text!r}: expected YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD")
+        if last < first:
+            raise ValueError(f"dates {text!r}: the range ends before it starts")
+        return cls(first, last)
+
+    def __contains__(self, day: object) -> bool:
+        return isinstance(day, str) and self.first <= day <= self.last
+
+    def days(self) -> list[str]:
+        start, end = date.fromisoformat(self.first), date.fromisoformat(self.last)
+        return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+    def __str__(self) -> str:
+        return self.first if self.first == self.last else f"{self.first}..{self.last}"
+
+
+def expected_versions(settings: Settings, video: bool = False) -> dict[str, str]:
+    """What an analysis under ``settings`` would record in manifest.versions (no model runs)."""
+    from pipeline.call.analyze import expected_versions as expected  # heavy imports: only when asked
+
+    return expected(settings, video)
+
+
+# The face branch's versions: compared only for calls whose manifest has them (calls with video
+# and consent, where the face branch ran).
+_FACE_KEYS = ("face_detection", "face_expression")
+
+
+def stale_reasons(manifest: CallManifest, settings: Settings, expected: dict[str, str] | None = None,
+                  expected_video: dict[str, str] | None = None) -> list[str]:
+    """Why a committed call is stale under the current ``settings``; [] when it is current.
+
+    Stale means, for a call whose analysis ran (its manifest has versions: committed ``ok``, or
+    quarantined by the quality gate afterwards):
+    - a model version of the audio and text path differs from what the settings give now, or is
+      missing (every key of ``expected_versions``, the frustration rule version ``flags`` included);
+    - for a call the face branch read (its manifest has face versions), the face detector's or
+      light expression model's version differs;
+    - or the settings fingerprint (every analysis setting, pipeline.settings.Settings.fingerprint)
+      differs.
+    Not compared: versions known only once a model is loaded, the heavy clip model's, library
+    versions recorded but not named by a stage. A call quarantined before any analysis has no
+    versions and is never stale (``reprocess`` it).
+    """
+    if not manifest.versions:
+        return []
+    want = dict(expected if expected is not None else expected_versions(settings))
+    if any(k in manifest.versions for k in _FACE_KEYS):
+        video = expected_video if expected_video is not None else expected_versions(settings, video=True)
+        want |= {k: video[k] for k in _FACE_KEYS if k in video}
+    reasons = []
+    for key in sorted(want):
+        had = manifest.versions.get(key)
+        if had != want[key]:
+            what = "rule version" if key == "flags" else "model version"
+            reasons.append(f"{key} {what} {had or '(none)'} -> {want[key]}")
+    fingerprint = settings.fingerprint()
+    if manifest.settings_fingerprint != fingerprint:
+        reasons.append(f"settings fingerprint {manifest.settings_fingerprint or '(none)'} -> {fingerprint}")
+    return reasons
+
+
+@dataclass
+class Selection:
+    """The calls of a backfill: what to analyse and why, and what cannot be."""
+
+    mode: str
+    dates: str | None
+    selected: list[tuple[RawRecording, str]] = field(default_factory=list)  # (recording, why), date then id
+    not_reprocessable: dict[str, str] = field(default_factory=dict)  # call id -> why
+    current: list[str] = field(default_factory=list)  # stale mode: committed and current
+    discovery: Discovery | None = None  # the uncommitted recordings' sorting, to settle
+
+    def to_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "dates": self.dates,
+            "selected": [{"call_id": r.call_id, "call_date": r.call_date, "key": r.key, "why": why}
+                         for r, why in self.selected],
+            "not_reprocessable": dict(self.not_reprocessable),
+            "current": list(self.current),
+            "quarantine_at_discovery": {r.call_id: why for r, why in self.discovery.rejected} if self.discovery else {},
+        }
+
+
+def _in_dates(found: Discovery, dates: DateRange | None, raw_prefix: str) -> Discovery:
+    if dates is None:
+        return found
+    return Discovery(
+        pending=[r for r in found.pending if r.call_date in dates],
+        rejected=[(r, why) for r, why in found.rejected if r.call_date in dates],
+        ignored=[i for i in found.ignored if i.key[len(raw_prefix):].split("/", 1)[0] in dates],
+    )
+
+
+def select_recordings(settings: Settings, dates: DateRange | None = None, mode: str = "pending",
+                      client=None) -> Selection:
+    """The recordings a batch over ``dates`` (None: every date) analyses in ``mode``; reads only.
+
+    ``pending``: uncommitted recordings (``discover``). ``reprocess``: those, and every committed
+    call of the dates (quarantined ones too). ``stale``: committed calls for which
+    ``stale_reasons`` gives a reason. A committed call to reprocess whose recording (the
+    manifest's ``source_uri``) is no longer in the raw bucket is listed as not reprocessable.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
+    s3 = settings.s3
+    client = client or object_store.s3_client(s3)
+    selection = Selection(mode=mode, dates=str(dates) if dates else None)
+    if mode in ("pending", "reprocess"):
+        selection.discovery = _in_dates(discover(settings, client), dates, s3.raw_prefix)
+        selection.selected += [(r, "pending") for r in selection.discovery.pending]
+    if mode == "pending":
+        return selection
+    store = CuratedStore(settings, client=client)
+    expected = expected_versions(settings) if mode == "stale" else None
+    expected_video = expected_versions(settings, video=True) if mode == "stale" else None
+    raw_root = f"s3://{s3.raw_bucket}/"
+    for _, manifest in store.manifests(dates.days() if dates else None):
+        if mode == "stale":
+            reasons = stale_reasons(manifest, settings, expected, expected_video)
+            if not reasons:
+                selection.current.append(manifest.call_id)
+                continue
+            why = "stale: " + "; ".join(reasons)
+        else:
+            why = f"reprocess ({manifest.status})"
+        source = manifest.source_uri or ""
+        rec = parse_raw_key(source[len(raw_root):], s3.raw_prefix) if source.startswith(raw_root) else None
+        if rec is None or rec.call_id != manifest.call_id or rec.call_date != manifest.call_date:
+            selection.not_reprocessable[manifest.call_id] = f"not reprocessable: no raw recording named in its manifest ({why})"
+            continue
+        size = object_store.object_size(client, s3.raw_bucket, rec.key)
+        if size is None:
+            selection.not_reprocessable[manifest.call_id] = f"{RAW_MEDIA_GONE} ({why})"
+            continue
+        selection.selected.append((dataclasses.replace(rec, size=size), why))
+    selection.selected.sort(key=lambda item: (item[0].call_date, item[0].call_id))
+    return selection
 
 
 def _error_text(exc: BaseException) -> str:
@@ -410,6 +589,23 @@ def _record(report: BatchReport, rec: RawRecording, outcome: CallOutcome) -> str
     return manifest.status + (f": {manifest.reason}" if manifest.reason else "")
 
 
+class BatchProgress(typing.Protocol):
+    """Hears how a batch goes (the CLI's progress bar)."""
+
+    def start(self, total: int) -> None: ...
+
+    def done(self, call_id: str, outcome: str) -> None:
+        """``outcome``: ok, quarantined, failed, busy, skipped or erased."""
+
+
+def _outcome_kind(report: BatchReport, call_id: str) -> str:
+    for kind, found in (("ok", report.ok), ("quarantined", report.quarantined), ("failed", report.failed),
+                        ("busy", report.busy), ("skipped", report.skipped)):
+        if call_id in found:
+            return kind
+    return "erased"
+
+
 def _failed(client, settings: Settings, report: BatchReport, rec: RawRecording, error: str) -> str:
     """A task that raised (S3 error, crashed worker): count it, and quarantine at the limit."""
     try:
@@ -431,11 +627,16 @@ def run_batch(
     limit: int | None = None,
     analyze_fn: AnalyzeFn | None = None,
     reprocess: bool = False,
+    dates: DateRange | None = None,
+    mode: str = "pending",
+    progress: BatchProgress | None = None,
 ) -> BatchReport:
-    """Analyse recordings as Ray tasks and commit each; pending ones are discovered when not given.
+    """Analyse recordings as Ray tasks and commit each; when not given, they are selected by
+    ``select_recordings(settings, dates, mode)`` (default: every pending recording).
 
     Given recordings that are already committed are skipped unless ``reprocess`` (so an Airflow
-    retry of a batch does not redo finished calls).
+    retry of a batch does not redo finished calls); modes ``reprocess`` and ``stale`` reprocess.
+    ``progress`` hears of the number of calls, then of each call's outcome.
     """
     import ray
 
@@ -445,16 +646,25 @@ def run_batch(
     report = BatchReport()
     client = object_store.s3_client(settings.s3)
     if recordings is None:
-        found = discover(settings, client)
-        report.quarantined.update(settle_discovery(settings, found, client))
-        report.ignored = {item.key: item.reason for item in found.ignored}
-        recs = found.pending
+        selection = select_recordings(settings, dates, mode, client)
+        if selection.discovery is not None:
+            found = selection.discovery
+            report.quarantined.update(settle_discovery(settings, found, client))
+            report.ignored = {item.key: item.reason for item in found.ignored}
+        report.not_reprocessable = dict(selection.not_reprocessable)
+        for call_id, why in report.not_reprocessable.items():
+            log.warning("%s %s", call_id, why)
+        recs = [rec for rec, _ in selection.selected]
+        report.selected = {rec.call_id: why for rec, why in selection.selected[:limit]}
+        reprocess = reprocess or mode != "pending"
     else:
         recs = [recording_from_dict(r) for r in recordings]
         if not reprocess:
             recs = _filter_committed(settings, client, recs, report)
     if limit is not None:
         recs = recs[:limit]
+    if progress is not None:
+        progress.start(len(recs))
     if not recs:
         report.seconds = time.monotonic() - started
         return report
@@ -489,6 +699,8 @@ def run_batch(
             except ray.exceptions.RayError as exc:
                 line = _failed(client, settings, report, rec, _error_text(getattr(exc, "cause", None) or exc))
             log.info("[%d/%d] %s %s", done, len(recs), rec.call_id, line)
+            if progress is not None:
+                progress.done(rec.call_id, _outcome_kind(report, rec.call_id))
             submit_next()
     report.seconds = time.monotonic() - started
     log.info(

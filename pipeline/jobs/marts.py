@@ -16,9 +16,22 @@ the build.
 
 A call is loadable when its manifest (under ``<root>_manifests/``, the commit) has status ``ok``
 and ``quality.passed`` is true. The manifests are read in Python (pipeline.storage.curated.CuratedStore)
-into the table ``src_manifests`` before the SQL runs, and the QA verdicts (under ``<root>_reviews/``,
+into the table ``src_manifests`` before the SQL runs (``{{ file_commits }}`` then lists each table
+file's commit id, and ``staging/src_call_commits.sql`` takes out calls whose files and manifest
+disagree: see "Reprocessing" below), and the QA verdicts (under ``<root>_reviews/``,
 pipeline.storage.reviews.ReviewStore) into ``src_qa_verdicts``: the review record stays in the
 bucket, so every build reloads all of it.
+
+Reprocessing. A committed call is rewritten in place: its table files one by one, then its
+manifest. Each commit's id is in the manifest and in every file's Parquet footer
+(pipeline.storage.curated), so a build between the first file and the manifest sees files whose
+commit id is not the manifest's: that call is left out of the whole build (all its tables, with
+``reason`` saying so in ``fct_call_status``), never loaded half old, half new. A file rewritten
+while the build reads it is caught by reading the commit ids again after the SQL: if any
+loadable call's changed, the build starts over (``_BUILD_ATTEMPTS``), else fails, and the old
+file stays. Right after its new commit a reprocessed call is not gated yet, so it is out of the
+marts until the quality gate passes it: a reprocessed call's rows are all old, all new, or
+absent.
 
 The build writes ``<target>.building-<pid>`` next to the target, runs a sanity check, then
 ``os.replace``s it over the target: analysts with the old file open keep reading the old one,
@@ -45,7 +58,7 @@ from pipeline.manifest import CallManifest
 from pipeline.schemas import TABLES
 from pipeline.settings import Settings
 from pipeline.storage import object_store
-from pipeline.storage.curated import CuratedStore, parse_manifest_key
+from pipeline.storage.curated import COMMIT_ID_KEY, CuratedStore, parse_manifest_key
 from pipeline.storage.reviews import ReviewStore, Verdict
 
 log = logging.getLogger(__name__)
@@ -78,6 +91,7 @@ MANIFESTS_SCHEMA = pa.schema(
         # Audit completeness as the gate measured it (null: gated before the gate measured it).
         ("affect_values", pa.int64()),
         ("affect_values_audited", pa.int64()),
+        ("commit_id", pa.string()),  # null: committed before commit ids
     ]
 )
 
@@ -152,6 +166,7 @@ def _manifests_table(entries: list[tuple[str, CallManifest]]) -> pa.Table:
                 "manifest_key": key,
                 "affect_values": quality.get("affect_values"),
                 "affect_values_audited": quality.get("affect_values_audited"),
+                "commit_id": m.commit_id,
             }
         )
     return pa.Table.from_pylist(rows, schema=MANIFESTS_SCHEMA)
@@ -195,8 +210,33 @@ def _source_sql(con: duckdb.DuckDBPyConnection, store: CuratedStore, table: str)
     return f"(select {', '.join(columns)}, cast(null as DATE) as \"date\" where false)"
 
 
-def _render(sql: str, root: str, sources: dict[str, str]) -> str:
+def _file_commits_sql(store: CuratedStore) -> str:
+    """A relation of every table file under the root: table_name, call_date, call_id, file_name
+    and the commit id in its footer (null for a file written before commit ids)."""
+    parts = []
+    for table in TABLES:
+        if next(store.table_keys(table), None) is None:
+            continue
+        glob = _literal(store.uri(table + "/*/*/*.parquet"))
+        parts.append(
+            f"select {_literal(table)} as table_name, file_name, "
+            f"max(case when decode(key) = {_literal(COMMIT_ID_KEY)} then decode(value) end) as commit_id "
+            f"from parquet_kv_metadata({glob}) group by file_name"
+        )
+    if not parts:
+        return "(select cast(null as VARCHAR) as table_name, cast(null as DATE) as call_date, cast(null as VARCHAR) as call_id, " \
+               "cast(null as VARCHAR) as file_name, cast(null as VARCHAR) as commit_id where false)"
+    union = " union all ".join(parts)
+    return (
+        "(select table_name, cast(regexp_extract(file_name, '/date=([^/]+)/call_id=[^/]+/[^/]+$', 1) as DATE) as call_date, "
+        "regexp_extract(file_name, '/call_id=([^/]+)/[^/]+$', 1) as call_id, file_name, commit_id "
+        f"from ({union}))"
+    )
+
+
+def _render(sql: str, root: str, sources: dict[str, str], file_commits: str = "") -> str:
     sql = sql.replace("{{ curated_root }}", root.replace("'", "''"))
+    sql = sql.replace("{{ file_commits }}", file_commits)
     for table, relation in sources.items():
         sql = sql.replace("{{ source('" + table + "') }}", relation)
     return sql
@@ -275,6 +315,27 @@ def _remove(path: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+# A build that saw a call recommitted while it read the call's files starts over this many times
+# in all (a commit takes seconds; a build that keeps losing the race fails, the old file stays).
+_BUILD_ATTEMPTS = 3
+
+
+class _Recommitted(MartsBuildError):
+    """Some loadable call's table files changed commit while the build read them."""
+
+
+def _recheck_commits(con: duckdb.DuckDBPyConnection, file_commits: str) -> None:
+    """Read the files' commit ids again: a loadable call whose files changed since the build
+    first read them may have been read half old, half new."""
+    changed = con.execute(
+        f"select count(distinct m.call_id) from src_manifests as m join src_file_commits as f using (call_id, call_date) "
+        f"left join {file_commits} as now using (table_name, file_name) "
+        "where m.loadable and now.commit_id is distinct from f.commit_id"
+    ).fetchone()[0]
+    if changed:
+        raise _Recommitted(f"{changed} call(s) were recommitted during the build")
+
+
 def build_marts(
     settings: Settings,
     curated_root: str | os.PathLike | None = None,
@@ -282,7 +343,24 @@ def build_marts(
     sql_dir: str | os.PathLike | None = None,
 ) -> MartsReport:
     """Build the marts from ``curated_root`` (default: the configured curated bucket and prefix)
-    into ``out_path`` (default: settings.marts.duckdb_path), swapping the file in atomically."""
+    into ``out_path`` (default: settings.marts.duckdb_path), swapping the file in atomically.
+    A build that a reprocessing raced (see "Reprocessing" above) starts over."""
+    for attempt in range(1, _BUILD_ATTEMPTS + 1):
+        try:
+            return _build_once(settings, curated_root, out_path, sql_dir)
+        except _Recommitted as exc:
+            if attempt == _BUILD_ATTEMPTS:
+                raise
+            log.warning("marts build %d of %d: %s; building again", attempt, _BUILD_ATTEMPTS, exc)
+    raise AssertionError("unreachable")
+
+
+def _build_once(
+    settings: Settings,
+    curated_root: str | os.PathLike | None,
+    out_path: str | os.PathLike | None,
+    sql_dir: str | os.PathLike | None,
+) -> MartsReport:
     started = time.perf_counter()
     store = CuratedStore(settings, curated_root)
     target = Path(out_path or settings.marts.duckdb_path).resolve()
@@ -298,15 +376,17 @@ def build_marts(
             con.from_arrow(_manifests_table(manifests)).create("src_manifests")
             con.from_arrow(_verdicts_table(ReviewStore(settings, root=store.root).verdicts())).create("src_qa_verdicts")
             sources = {table: _source_sql(con, store, table) for table in TABLES}
+            file_commits = _file_commits_sql(store)
             for layer in LAYERS:
                 for path in sorted((sql_root / layer).glob("*.sql")):
-                    sql = _render(path.read_text(), store.root, sources)
+                    sql = _render(path.read_text(), store.root, sources, file_commits)
                     if "{{" in sql:
                         raise MartsBuildError(f"{layer}/{path.name}: unknown placeholder near {sql[sql.index('{{'):][:40]!r}")
                     try:
                         con.execute(sql)
                     except duckdb.Error as exc:
                         raise MartsBuildError(f"{layer}/{path.name}: {exc}") from exc
+            _recheck_commits(con, file_commits)
             tables = _sanity(con)
             counts = con.execute(
                 "select count(*) filter (where loadable), count(*) filter (where status = 'quarantined'),"

@@ -52,7 +52,7 @@ from pipeline.schemas import TABLES
 from pipeline.settings import Settings
 from pipeline.storage import object_store
 from pipeline.storage.curated import (
-    SNIPPETS, CuratedStore, call_folder, manifest_key, parquet_bytes, parse_snippet_key,
+    MANIFESTS, SNIPPETS, CuratedStore, call_folder, manifest_key, parquet_bytes, parse_snippet_key,
 )
 from pipeline.storage.keys import failures_key, lease_key, parse_raw_key, retention_log_key
 from pipeline.storage.reviews import REVIEWS, ReviewStore
@@ -241,8 +241,13 @@ class _Run:
                     self.act(AGGREGATES, kind, call_date, call_id, s3.curated_bucket, key, why,
                              lambda key=key: object_store.delete_object(self.client, s3.curated_bucket, key),
                              sha256=sha)
+            # The manifests a reprocessing replaced (they hold the subject id too).
+            current = manifest_key("", call_date, call_id)
+            for key in self.store.list(call_folder("", MANIFESTS, call_date, call_id)):
+                if key != current:
+                    self.delete_curated(AGGREGATES, "manifest_history", call_date, call_id, key, why, sha)
             # Last: while the manifest is there, a crash half-way is finished by the next run.
-            self.delete_curated(AGGREGATES, "manifest", call_date, call_id, manifest_key("", call_date, call_id), why, sha)
+            self.delete_curated(AGGREGATES, "manifest", call_date, call_id, current, why, sha)
             self.gone_calls.add((call_date, call_id))
 
     # --- affect windows ----------------------------------------------------------------------

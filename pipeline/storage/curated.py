@@ -6,11 +6,21 @@ A curated root is a string: ``s3://bucket/prefix/`` or a local directory. Under 
     <table>/date=<YYYY-MM-DD>/call_id=<call_id>/part-0.parquet
     snippets/date=<YYYY-MM-DD>/call_id=<call_id>/<flag_id>.ogg      a flag's review audio
     _manifests/date=<YYYY-MM-DD>/call_id=<call_id>/_manifest.json
+    _manifests/date=<YYYY-MM-DD>/call_id=<call_id>/history/<created_at>-<commit_id>.json   earlier commits
 
 Partition keys are Hive style, so DuckDB's read_parquet(..., hive_partitioning=true) sees them.
 Keys are deterministic, so re-running a call overwrites and never duplicates. A call's manifest
 is written after all of its tables and snippets: its presence is the commit, and jobs read
 committed calls through ``CuratedStore`` only.
+
+Reprocessing a committed call replaces its outputs as one unit. Each commit has a ``commit_id``,
+written into the manifest and into the footer (key-value metadata ``COMMIT_ID_KEY``) of every
+Parquet file of the commit; the marts load a call only while every one of its files carries its
+manifest's commit id (pipeline.jobs.marts), so a build that runs while a reprocessing has
+overwritten some files but not yet written the manifest leaves the call out instead of mixing
+two runs' rows. The previous manifest is copied to the call's ``history/`` before the first
+table is overwritten; it lies in the call's manifest folder (``call_folder``), which erasure
+deletes whole.
 """
 
 from __future__ import annotations
@@ -18,7 +28,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
@@ -33,6 +44,9 @@ from pipeline.settings import Settings
 from pipeline.storage import object_store
 
 MANIFESTS = "_manifests"
+HISTORY = "history"
+# Parquet footer key naming the commit a table file belongs to (CallManifest.commit_id).
+COMMIT_ID_KEY = "callaffect.commit_id"
 SNIPPETS = "snippets"
 PARQUET_COMPRESSION = "zstd"
 # Flag ids become object names: one path segment, never "." or "..".
@@ -45,6 +59,14 @@ def table_key(curated_prefix: str, table: str, call_date: str, call_id: str) -> 
 
 def manifest_key(curated_prefix: str, call_date: str, call_id: str) -> str:
     return f"{curated_prefix}{MANIFESTS}/date={call_date}/call_id={call_id}/_manifest.json"
+
+
+def history_key(curated_prefix: str, call_date: str, call_id: str, created_at: str | None, commit_id: str | None) -> str:
+    """Where a replaced manifest is kept: in the call's manifest folder, named by when it was
+    committed (sortable) and its commit id (unique even for two commits in one microsecond)."""
+    stamp = re.sub(r"[^0-9A-Za-z]", "", created_at or "") or "unknown"
+    folder = call_folder(curated_prefix, MANIFESTS, call_date, call_id)
+    return f"{folder}{HISTORY}/{stamp}-{commit_id or 'none'}.json"
 
 
 def call_folder(curated_prefix: str, folder: str, call_date: str, call_id: str) -> str:
@@ -80,8 +102,12 @@ def parse_manifest_key(key: str, curated_prefix: str) -> tuple[str, str] | None:
     return (m.group(1), m.group(2)) if m else None
 
 
-def parquet_bytes(table: pa.Table) -> bytes:
-    """The table as a Parquet file: every Parquet file the pipeline writes is made here."""
+def parquet_bytes(table: pa.Table, commit_id: str | None = None) -> bytes:
+    """The table as a Parquet file: every Parquet file the pipeline writes is made here. With
+    ``commit_id`` its footer names the commit; a rewrite of a read table (retention) keeps the
+    commit id the table's schema metadata carries."""
+    if commit_id is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), COMMIT_ID_KEY: commit_id})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression=PARQUET_COMPRESSION)
     return sink.getvalue().to_pybytes()
@@ -202,9 +228,11 @@ class CuratedStore:
         key = manifest_key("", call_date, call_id)
         return self._parse_manifest(key, self.read_bytes(key))
 
-    def manifests(self) -> list[tuple[str, CallManifest]]:
-        """Every committed call's (manifest key, manifest), in key order."""
-        keys = [k for k in self.list(MANIFESTS + "/") if parse_manifest_key(k, "")]
+    def manifests(self, days: Iterable[str] | None = None) -> list[tuple[str, CallManifest]]:
+        """Every committed call's (manifest key, manifest), in key order; with ``days``
+        (YYYY-MM-DD), only the calls of those dates (one listing per day)."""
+        folders = [MANIFESTS + "/"] if days is None else [f"{MANIFESTS}/date={day}/" for day in sorted(set(days))]
+        keys = [k for folder in folders for k in self.list(folder) if parse_manifest_key(k, "")]
         # One GET per call: in parallel, since S3 latency dominates (boto3 clients are thread-safe).
         with ThreadPoolExecutor(max_workers=16 if self.is_s3 else 1) as pool:
             blobs = list(pool.map(self.read_bytes, keys))
@@ -219,6 +247,12 @@ class CuratedStore:
         manifest.call_date = manifest.call_date or parse_manifest_key(key, "")[0]
         return manifest
 
+    def history(self, call_date: str, call_id: str) -> list[CallManifest]:
+        """The call's earlier manifests, oldest first (each commit that replaced one kept it)."""
+        folder = call_folder("", MANIFESTS, call_date, call_id) + HISTORY + "/"
+        found = (self.read_bytes(key) for key in self.list(folder))
+        return [CallManifest.from_json(blob) for blob in found if blob is not None]
+
     def write_manifest(self, manifest: CallManifest) -> None:
         """Write the manifest under its call's key: the call's commit, or a later verdict on it."""
         key = manifest_key("", manifest.call_date, manifest.call_id)
@@ -230,14 +264,21 @@ class CuratedStore:
         (the commit), then drop what older runs left: tables and snippets this run has not.
 
         ``manifest.call_date`` is the partition the keys use. The manifest records each table's
-        rows and key. Returns the manifest as committed.
+        rows and key. A new ``commit_id`` names this commit in the manifest and in every table
+        file's footer. A manifest this commit replaces is first copied to the call's history
+        (so it survives a commit that dies half-way). Returns the manifest as committed.
         """
         day, call_id = manifest.call_date, manifest.call_id
         manifest.created_at = manifest.created_at or utc_now().isoformat()
+        manifest.commit_id = uuid.uuid4().hex
+        previous = self.read_bytes(manifest_key("", day, call_id))
+        if previous is not None:
+            old = CallManifest.from_json(previous)
+            self.write_bytes(history_key("", day, call_id, old.created_at, old.commit_id), previous, "application/json")
         manifest.table_keys, manifest.tables = {}, {}
         for name, table in tables.items():
             key = table_key("", name, day, call_id)
-            self.write_bytes(key, parquet_bytes(table))
+            self.write_bytes(key, parquet_bytes(table, manifest.commit_id))
             manifest.table_keys[name] = self.stored_key(key)
             manifest.tables[name] = table.num_rows
         audio_by_key = {snippet_key("", day, call_id, flag_id): audio for flag_id, audio in (snippets or {}).items()}

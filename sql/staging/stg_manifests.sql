@@ -19,5 +19,6 @@ select
     created_at,
     manifest_key,
     affect_values,
-    affect_values_audited
+    affect_values_audited,
+    commit_id
 from src_manifests;

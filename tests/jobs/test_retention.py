@@ -225,6 +225,9 @@ def _setup_ages(settings) -> dict[str, str]:
     for call_id, day in days.items():
         _commit(settings, call_id, day, gated=call_id != "agg-ungated",
                 quarantined="quality gate: speaker_affect.valence out of range" if call_id == "agg-quarantined" else None)
+    # Reprocessed once: the replaced manifest is kept in the call's history, and goes with the call.
+    _commit(settings, "agg-old", days["agg-old"], reviews=False)
+    assert any("/history/" in k for k in _call_keys(settings, days["agg-old"], "agg-old"))
     client = object_store.s3_client(settings.s3)
     # Raw media still there (re-uploaded after processing): its call must keep its manifest.
     object_store.put_bytes(client, settings.s3.raw_bucket, f"{settings.s3.raw_prefix}{days['agg-raw']}/agg-raw.wav", b"media")
@@ -298,7 +301,7 @@ def test_every_kind_goes_at_its_age_logged_once_each_and_nothing_else_changes(se
     assert ("aggregates", "failures", "delete") in by_call["agg-old"]
     assert failures_key(ops, days["agg-old"], "agg-old") not in after
     assert {t for k, t, _ in by_call["agg-old"] if k == "aggregates"} == {
-        *TABLES, "manifest", "review_verdict", "review_note", "review_assignment", "failures"}
+        *TABLES, "manifest", "manifest_history", "review_verdict", "review_note", "review_assignment", "failures"}
     # ... but not while the raw media is still there: only the narrower limits apply then.
     assert {k for k, _, _ in by_call["agg-raw"]} == {"snippets", "utterance_text", "affect_windows"}
     assert CuratedStore(settings).read_manifest(days["agg-raw"], "agg-raw").loadable

@@ -8,7 +8,7 @@ from pipeline.manifest import CallManifest
 from pipeline.settings import S3Settings, Settings
 from pipeline.storage import object_store
 from pipeline.storage.curated import (
-    CuratedStore, manifest_key, parse_manifest_key, parse_snippet_key, snippet_key, table_key,
+    CuratedStore, history_key, manifest_key, parse_manifest_key, parse_snippet_key, snippet_key, table_key,
 )
 
 
@@ -31,7 +31,10 @@ def test_commit_writes_tables_then_the_manifest_and_a_rerun_drops_stale_tables(t
     assert parquet.metadata.row_group(0).column(0).compression == "ZSTD"
 
     store.commit(CallManifest("c1", call_date="2026-11-20").quarantine("unusable"), {})
-    assert list(store.list()) == [manifest_key("", "2026-11-20", "c1")]
+    # The replaced manifest is kept in the call's history (pipeline.storage.curated.history_key).
+    assert list(store.list()) == [
+        manifest_key("", "2026-11-20", "c1"), history_key("", "2026-11-20", "c1", committed.created_at, committed.commit_id),
+    ]
     [(_, manifest)] = store.manifests()
     assert (manifest.status, manifest.reason, manifest.table_keys) == ("quarantined", "unusable", {})
     assert store.read_manifest("2026-11-21", "c1") is None
@@ -75,4 +78,6 @@ def test_commit_writes_snippets_before_the_manifest_and_a_rerun_drops_those_of_g
     assert store.read_bytes(snippet_keys[0]) == b"OggS again"
     store.commit(CallManifest("c1", call_date="2026-11-20").quarantine("unusable"), {})
     assert list(store.list("snippets/")) == []
-    assert list(store.list()) == [manifest_key("", "2026-11-20", "c1")]
+    # Replaced manifests are kept in the call's history (pipeline.storage.curated.history_key).
+    assert list(store.list()) == [manifest_key("", "2026-11-20", "c1")] + sorted(store.list("_manifests/date=2026-11-20/call_id=c1/history/"))
+    assert len(store.history("2026-11-20", "c1")) == 2
