@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/callaffect
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench bench-review bench-vision lock clean
+.PHONY: setup demo test test-fast bench bench-review bench-vision lock lock-infra-tools clean
 
 setup:
 	@bash infra/local/bootstrap.sh
@@ -47,6 +47,16 @@ lock:
 	    echo "# Non-commercial licence (LICENCES.toml): the dev/test venv installs it (infra/local/bootstrap.sh); the images do not."; \
 	    .lock-venv/bin/pip freeze --all --exclude-editable | grep -vxFf requirements.lock | grep -vE "^(pip|wheel)=="; } > requirements-opensmile.lock && \
 	  rm -rf .lock-venv
+
+# Re-resolve requirements-infra-tools.in (checkov, hadolint: the tests/infra linters, in a venv of
+# their own) into exact pins; bootstrap builds that venv from the lock.
+lock-infra-tools:
+	@tmp=$$(mktemp -d) && python3 -m venv "$$tmp" && \
+	  "$$tmp/bin/pip" install -q --disable-pip-version-check -r requirements-infra-tools.in && \
+	  { echo "# Exact pins for the infrastructure linters' venv, resolved from requirements-infra-tools.in by"; \
+	    echo "# 'make lock-infra-tools'. infra/local/bootstrap.sh builds the venv; tests/infra runs the tools."; \
+	    "$$tmp/bin/pip" freeze --exclude-editable; } > requirements-infra-tools.lock && \
+	  rm -rf "$$tmp"
 
 clean:
 	rm -rf data/ .pytest_cache

@@ -4,6 +4,7 @@
 #   docker build -f docker/airflow.Dockerfile -t callaffect-airflow .     (from the repo root)
 # Not built here (no Docker engine on the development machine): see docker/README.md.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+#checkov:skip=CKV_DOCKER_7:the tag is in ARG PYTHON_IMAGE (python:3.11-slim-bookworm, or a digest); checkov does not resolve build args
 
 # --- build: a venv with the exact pins, then the project --------------------------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -46,10 +47,12 @@ RUN useradd --uid 50000 --gid 0 --home-dir /opt/airflow --create-home --shell /b
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/callaffect /opt/callaffect
 COPY --chown=airflow:0 dags /opt/airflow/dags
-USER airflow
+# Numeric (= airflow): Kubernetes' runAsNonRoot can only verify a numeric user.
+USER 50000
 WORKDIR /opt/airflow
 EXPOSE 8080
 # No HEALTHCHECK here: the right probe depends on the component this container runs
 # (docker/README.md lists them; compose.local.yaml uses the api-server's).
+#checkov:skip=CKV_DOCKER_2:one image, several Airflow components, each with its own probe (docker/README.md)
 ENTRYPOINT ["airflow"]
 CMD ["api-server"]

@@ -3,6 +3,7 @@
 #   docker build -f docker/ray-cpu.Dockerfile -t callaffect-ray-cpu .     (from the repo root)
 # Not built here (no Docker engine on the development machine): see docker/README.md.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+#checkov:skip=CKV_DOCKER_7:the tag is in ARG PYTHON_IMAGE (python:3.11-slim-bookworm, or a digest); checkov does not resolve build args
 
 # --- build: a venv with the exact pins, Ray's dashboard extras, then the project --------------
 FROM ${PYTHON_IMAGE} AS build
@@ -46,14 +47,17 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 # HOME is set in ENV above on purpose: the cluster launcher reads it from the image's config
 # to decide where its bootstrap files go (it assumes /root otherwise). The launcher runs its
-# commands in login shells, where Debian's /etc/profile resets PATH: profile.d puts the venv back.
+# commands in login shells, where Debian's /etc/profile resets PATH: profile.d puts the venv back
+# ($PATH single-quoted on purpose, hence SC2016 off: expanded at login, not at build).
+# hadolint ignore=SC2016
 RUN useradd --uid 1000 --create-home --home-dir /home/ray --shell /bin/bash ray \
  && echo 'export PATH=/opt/venv/bin:$PATH' > /etc/profile.d/callaffect-venv.sh
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/callaffect /opt/callaffect
 # The default model_store.cache_dir of the user that runs the tasks.
 COPY --from=build --chown=ray:ray /opt/callaffect-models /home/ray/.cache/callaffect/models
-USER ray
+# Numeric (= ray): Kubernetes' runAsNonRoot can only verify a numeric user.
+USER 1000
 WORKDIR /home/ray
 # Healthy once this node has joined a cluster whose GCS answers with the same Ray version.
 # Kubernetes ignores it (KubeRay has its own probes); `docker ps` under the launcher shows it.

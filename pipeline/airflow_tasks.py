@@ -9,15 +9,12 @@ the batch skips committed calls, the gate re-checks, the marts are rebuilt and s
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from datetime import date, timedelta
+from collections.abc import Callable
+from datetime import date
 from typing import Any
-
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from pipeline.settings import load_settings
 
@@ -54,79 +51,78 @@ def raw_recordings_uri() -> str:
 # --- landing ---------------------------------------------------------------------------------
 
 
-def pending_recordings() -> list[dict]:
-    """Raw recordings that have no committed manifest yet, as dicts (RawRecording's fields)."""
-    from pipeline.jobs.batch import discover_pending, recording_to_dict
-
-    return [recording_to_dict(r) for r in discover_pending(_task_settings())]
+def events_settings():
+    """The landing DAG's event settings (cheap: read when the DAG file is parsed)."""
+    return load_settings().events
 
 
-class PendingRecordingsTrigger(BaseTrigger):
-    """Fires once raw recordings without a committed manifest exist.
-
-    Runs in the triggerer, so a landing run that waits costs no worker slot. The listing is
-    blocking boto3, hence the thread.
-    """
-
-    def __init__(self, poke_interval: float = 60.0):
-        super().__init__()
-        self.poke_interval = poke_interval
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return f"{__name__}.{type(self).__name__}", {"poke_interval": self.poke_interval}
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        while True:
-            pending = await asyncio.to_thread(pending_recordings)
-            if pending:
-                self.log.info("%d pending recording(s)", len(pending))
-                # Only the count travels: the payload is stored in the metadata DB.
-                yield TriggerEvent({"count": len(pending)})
-                return
-            await asyncio.sleep(self.poke_interval)
+def raw_bucket_and_prefix() -> tuple[str, str]:
+    s3 = load_settings().s3
+    return s3.raw_bucket, s3.raw_prefix
 
 
-class PendingRecordingsSensor(BaseSensorOperator):
-    """Waits for pending raw recordings and returns them (XCom): deferrable by default.
+def landing_queue_trigger():
+    """The landing asset's watcher trigger: common-messaging's MessageQueueTrigger, which hands
+    scheme ``sqs`` to the Amazon provider's SqsSensorTrigger (the class the pinned providers
+    accept for an AssetWatcher). It deletes the messages it yields: from then on the asset event
+    holds them, and the nightly listing covers a run that never comes."""
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
 
-    One listing first, so a run that finds work does not pay for a deferral round trip.
-    """
-
-    def __init__(self, *, deferrable: bool = True, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.deferrable = deferrable
-
-    def poke(self, context: Any) -> PokeReturnValue:
-        pending = pending_recordings()
-        return PokeReturnValue(is_done=bool(pending), xcom_value=pending)
-
-    def execute(self, context: Any) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        pending = pending_recordings()
-        if pending:
-            return pending
-        self.defer(
-            trigger=PendingRecordingsTrigger(poke_interval=self.poke_interval),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout),
-        )
-
-    def execute_complete(self, context: Any, event: dict | None = None) -> list[dict]:
-        # List again: the trigger only said "some"; what is pending now is what gets registered.
-        return pending_recordings()
+    settings = load_settings()
+    events = settings.events
+    return MessageQueueTrigger(
+        scheme="sqs",
+        sqs_queue=events.queue_url,
+        aws_conn_id=events.aws_conn_id,
+        region_name=settings.s3.region,
+        max_messages=10,  # SQS's maximum per receive
+        wait_time_seconds=events.receive_wait_s,
+        waiter_delay=events.poll_interval_s,
+    )
 
 
-def register_recordings(pending: list[dict]) -> dict:
-    """Log the newly landed recordings; the returned dict becomes the asset event's extra."""
+def landed_since_previous_run(files: list[dict], **context: Any) -> bool:
+    """check_fn of the landing S3KeySensor: has anything landed since the last successful run
+    began? (Never run: anything at all.) What is pending is decided by the listing after it."""
+    since = context.get("prev_start_date_success") or None  # a lazy proxy of None is not None
+    return any(since is None or f["LastModified"] >= since for f in files)
+
+
+def _announce(report) -> dict:
+    """A landing report -> the raw-recordings asset event's extra; skipped when nothing is new,
+    so duplicate events start nothing."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    if not pending:
-        # They were processed between the sensor and now: nothing to announce.
-        raise AirflowSkipException("no pending recordings any more")
-    for rec in pending:
-        log.info("registered %s (call %s, %s, %d bytes)", rec["key"], rec["call_id"], rec["call_date"], rec["size"])
-    return {"count": len(pending), "call_ids": sorted(r["call_id"] for r in pending)[:100]}
+    summary = {k: len(v) if isinstance(v, list) else v for k, v in report.to_dict().items() if k != "registered"}
+    log.info("landing: %s", json.dumps(summary, sort_keys=True))
+    if not report.registered:
+        raise AirflowSkipException(f"no new recording to announce ({json.dumps(summary, sort_keys=True)})")
+    return {"count": len(report.registered), "call_ids": sorted(r["call_id"] for r in report.registered)[:100]}
+
+
+def register_queued(event_extras: list, messages: list | None = None) -> dict:
+    """Register what the queue announced: the payloads of the asset events that started this run,
+    plus ``messages`` given by hand (notifications replayed from the dead-letter queue). A run
+    with neither (triggered by hand) registers the pending recordings of a listing."""
+    from pipeline.jobs.landing import register_messages, trigger_messages
+
+    settings = _task_settings()
+    queued = trigger_messages(event_extras) + list(messages or [])
+    if not queued:
+        return _register_pending(settings)
+    return _announce(register_messages(settings, queued))
+
+
+def register_listed() -> dict:
+    """Register the pending recordings of a listing (the landing DAG without a queue)."""
+    return _register_pending(_task_settings())
+
+
+def _register_pending(settings) -> dict:
+    from pipeline.jobs.batch import discover_pending
+    from pipeline.jobs.landing import register_pending
+
+    return _announce(register_pending(settings, discover_pending(settings)))
 
 
 # --- nightly ---------------------------------------------------------------------------------

@@ -342,6 +342,36 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class EventsSettings:
+    """S3 ObjectCreated notifications through SQS start the landing DAG (infra/terraform/sqs.tf).
+
+    An event is a hint: the landing job checks each against the bucket as it is, and the
+    nightly listing still finds any recording whose event was lost.
+    """
+
+    # The landing queue's URL. None: no queue; the landing DAG polls the raw bucket on
+    # schedule.landing_cron with the Amazon provider's S3KeySensor instead.
+    queue_url: str | None = None
+    # The Airflow connection of the queue trigger and the S3 sensor (credentials, region; an
+    # endpoint_url in its extra for a local S3/SQS such as moto's server).
+    aws_conn_id: str = "aws_default"
+    # Each receive long-polls this long (SQS allows 0-20 s): an empty queue costs few requests.
+    receive_wait_s: int = 20
+    # Seconds between receives when the queue was empty.
+    poll_interval_s: int = 30
+    # A recording without its metadata sidecar waits this long for one before it is registered
+    # without (the contract's defaults then apply); a sidecar that lands later is read by the
+    # batch only if the call has not been analysed yet.
+    sidecar_wait_s: int = 900
+
+    def __post_init__(self) -> None:
+        _at_least("events.poll_interval_s", self.poll_interval_s, 1)
+        if not 0 <= self.receive_wait_s <= 20:
+            raise ValueError(f"setting events.receive_wait_s: must be 0-20 (SQS long polling), got {self.receive_wait_s!r}")
+        _at_least("events.sidecar_wait_s", self.sidecar_wait_s, 0)
+
+
+@dataclass(frozen=True)
 class ErasureSettings:
     """Erasure on request (`callaffect erase`, the callaffect_erasure DAG)."""
 
@@ -430,6 +460,7 @@ class Settings:
     marts: MartsSettings = field(default_factory=MartsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
     review: ReviewSettings = field(default_factory=ReviewSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     erasure: ErasureSettings = field(default_factory=ErasureSettings)

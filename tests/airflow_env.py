@@ -14,6 +14,7 @@ import os
 import pytest
 
 from pipeline.devtools.demo import DAGS_FOLDER, init_airflow, settings_env
+from pipeline.devtools.local_events import aws_connection_env
 from pipeline.settings import ENV_PREFIX, Settings, load_settings
 
 
@@ -29,7 +30,7 @@ def use_settings(monkeypatch, settings: Settings) -> Settings:
     for key in list(os.environ):
         if key.startswith(ENV_PREFIX):
             monkeypatch.delenv(key)
-    for key, value in settings_env(settings).items():
+    for key, value in (settings_env(settings) | aws_connection_env(settings)).items():
         monkeypatch.setenv(key, value)
     assert load_settings() == settings
     return settings

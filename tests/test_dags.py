@@ -8,12 +8,10 @@ reference: they import this module by name (tests/ is on their path, see conftes
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import subprocess
 import sys
-import threading
 from datetime import date
 from pathlib import Path
 
@@ -35,8 +33,9 @@ from pipeline.settings import RaySettings, RetentionSettings
 DAY = date.today().isoformat()
 DAG_IDS = {"callaffect_landing", "callaffect_nightly", "callaffect_retention", "callaffect_erasure"}
 # Modules a DAG file must not import at parse time: the DAG processor re-parses files every
-# few seconds, and these cost seconds and hundreds of MB.
-HEAVY = ("ray", "duckdb", "boto3", "pyarrow", "great_expectations", "torch", "pandas", "numpy")
+# few seconds, and these cost seconds and hundreds of MB. (boto3 is not among them: the Amazon
+# provider's S3 sensor imports it, about 0.1 s.)
+HEAVY = ("ray", "duckdb", "pyarrow", "great_expectations", "torch", "pandas", "numpy")
 
 
 @pytest.fixture(autouse=True)
@@ -118,7 +117,12 @@ def test_dag_wiring(dagbag):
     assert nightly.catchup is False and landing.catchup is False
     # By default the heavy work stays in the nightly window: cron only.
     assert nightly.timetable.expression == "0 2 * * *"
-    assert landing.task_dict["wait_for_recordings"].deferrable is True
+    # Without a queue: the Amazon provider's S3 sensor, holding no worker slot between pokes.
+    from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+
+    sensor = landing.task_dict["wait_for_recordings"]
+    assert isinstance(sensor, S3KeySensor) and sensor.mode == "reschedule" and sensor.soft_fail
+    assert landing.timetable.expression == "*/30 * * * *"
 
 
 def test_nightly_can_also_start_when_landing_announces(airflow_home, monkeypatch):
@@ -259,14 +263,22 @@ def test_retention_dag_deletes_old_processed_media_and_logs_it(settings, monkeyp
     assert {json.loads(line)["key"] for line in log_lines} == {old_done, old_done.replace(".wav", ".json")}
 
 
-def test_landing_dag_registers_pending_recordings_and_emits_the_asset_event(task_env):
+def _landing_events(run_id: str) -> list[tuple[str, dict]]:
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    with create_session() as session:
+        events = session.scalars(select(AssetEvent).where(AssetEvent.source_run_id == run_id)).all()
+        return [(e.asset.uri, e.extra) for e in events]
+
+
+def test_landing_dag_registers_pending_recordings_once_and_emits_the_asset_event(task_env):
+    """Without a queue: the provider's S3 sensor sees the new object, a listing finds it pending,
+    it is announced once; the next run finds nothing new and ends skipped."""
     import logging
 
-    key = _upload(task_env, DAY, "new-call.wav", b"RIFF new audio")
+    key = _upload(task_env, DAY, "new-call.wav", b"RIFF new audio", {"consent": {}})
     botocore = logging.getLogger("botocore")
     botocore.setLevel(logging.DEBUG)  # a debugging operator's setting: it would log request headers
 
@@ -274,28 +286,31 @@ def test_landing_dag_registers_pending_recordings_and_emits_the_asset_event(task
 
     assert run.state == "success"
     assert botocore.level == logging.INFO  # the task body capped it: no credentials in task logs
-    assert [r["key"] for r in task_result(run, "wait_for_recordings")] == [key]
-    with create_session() as session:
-        events = session.scalars(select(AssetEvent).where(AssetEvent.source_run_id == run.run_id)).all()
-        assert [(e.asset.uri, e.extra) for e in events] == [
-            (f"s3://{task_env.s3.raw_bucket}/recordings", {"count": 1, "call_ids": ["new-call"]})
-        ]
+    assert _states(run) == {("wait_for_recordings", -1): "success", ("register", -1): "success"}
+    assert _landing_events(run.run_id) == [
+        (f"s3://{task_env.s3.raw_bucket}/recordings", {"count": 1, "call_ids": ["new-call"]})
+    ]
+    client = object_store.s3_client(task_env.s3)
+    record = json.loads(object_store.get_bytes(
+        client, task_env.s3.curated_bucket, f"{task_env.s3.ops_prefix}landing/date={DAY}/call_id=new-call.json"))
+    assert record["key"] == key
+
+    # The same recording uploaded again (a retried upload): the sensor sees a new object, the
+    # listing the same pending call, already announced: nothing starts twice.
+    _upload(task_env, DAY, "new-call.wav", b"RIFF new audio")
+    again = run_dag("callaffect_landing")
+    assert _states(again) == {("wait_for_recordings", -1): "success", ("register", -1): "skipped"}
+    assert _landing_events(again.run_id) == []
 
 
-def test_pending_recordings_trigger_fires_when_a_recording_lands(task_env):
-    """The deferred landing sensor's trigger: polls S3 (off the event loop) until work appears."""
-    from pipeline.airflow_tasks import PendingRecordingsTrigger
+def test_landing_sensor_check_waits_for_objects_newer_than_the_last_successful_run():
+    from datetime import datetime, timezone
 
-    trigger = PendingRecordingsTrigger(poke_interval=0.2)
-    assert trigger.serialize() == ("pipeline.airflow_tasks.PendingRecordingsTrigger", {"poke_interval": 0.2})
-    landed = threading.Timer(0.6, _upload, (task_env, DAY, "late.wav", b"RIFF late audio"))
+    from pipeline.airflow_tasks import landed_since_previous_run
 
-    async def first_event():
-        return await asyncio.wait_for(anext(trigger.run()), timeout=20)
-
-    landed.start()
-    try:
-        event = asyncio.run(first_event())
-    finally:
-        landed.join()
-    assert event.payload == {"count": 1}
+    last = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
+    files = [{"Key": "recordings/2026-11-01/a.wav", "LastModified": datetime(2026, 11, 1, 11, tzinfo=timezone.utc)}]
+    assert landed_since_previous_run(files, prev_start_date_success=None) is True  # never ran: anything counts
+    assert landed_since_previous_run(files, prev_start_date_success=last) is False
+    files.append({"Key": "recordings/2026-11-01/b.wav", "LastModified": datetime(2026, 11, 1, 12, 5, tzinfo=timezone.utc)})
+    assert landed_since_previous_run(files, prev_start_date_success=last) is True

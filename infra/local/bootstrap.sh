@@ -52,6 +52,27 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# --- infrastructure linters (checkov, hadolint) for tests/infra, in a venv of their own ---------
+# Apart from $VENV: checkov's pins and its `hcl2` module clash with the main lock. Keyed by the
+# lock's hash (tests/infra/conftest.py finds it the same way); older ones are removed.
+TOOLS_LOCK=requirements-infra-tools.lock
+tools_hash=$(sha256sum "$TOOLS_LOCK" | cut -c1-16)
+tools_default="$HOME/.cache/callaffect/infra-tools-venv-$tools_hash"
+TOOLS_VENV=${CALLAFFECT_TOOLS_VENV:-$tools_default}
+if [ ! -f "$TOOLS_VENV/.callaffect-lock-$tools_hash" ]; then
+  echo "[setup] building the infrastructure linters' venv $TOOLS_VENV from $TOOLS_LOCK"
+  # A half-built default venv (interrupted earlier) goes; a venv of the caller's is updated in place.
+  [ "$TOOLS_VENV" != "$tools_default" ] || rm -rf "$TOOLS_VENV"
+  "$PYTHON" -m venv "$TOOLS_VENV"
+  "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check -r "$TOOLS_LOCK"
+  touch "$TOOLS_VENV/.callaffect-lock-$tools_hash"
+fi
+if [ "$TOOLS_VENV" = "$tools_default" ]; then
+  for old in "$HOME"/.cache/callaffect/infra-tools-venv-*; do
+    [ "$old" = "$tools_default" ] || [ ! -d "$old" ] || rm -rf "$old"
+  done
+fi
+
 # --- the project itself, editable, pointing at this checkout ---------------------------------
 here=$(pwd)
 venv_abs=$(cd "$VENV" && pwd)

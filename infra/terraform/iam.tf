@@ -259,11 +259,10 @@ data "aws_iam_policy_document" "ray" {
 # The cluster launcher's head starts and stops its own workers (EC2 mode only; under KubeRay
 # the operator does this through Kubernetes).
 data "aws_iam_policy_document" "ray_autoscaler" {
+  # Describe calls have no resource-level permissions.
   statement {
-    sid = "LaunchWorkers"
+    sid = "DescribeForLaunch"
     actions = [
-      "ec2:RunInstances",
-      "ec2:CreateTags",
       "ec2:DescribeInstances",
       "ec2:DescribeInstanceTypes",
       "ec2:DescribeImages",
@@ -273,10 +272,37 @@ data "aws_iam_policy_document" "ray_autoscaler" {
     resources = ["*"]
   }
 
+  # RunInstances authorises every resource a launch touches: this account's instances, volumes,
+  # network interfaces, subnets, security groups, key pairs and spot requests in this region,
+  # and images and snapshots, whose ARNs name no account (public AMIs).
+  statement {
+    sid     = "LaunchWorkers"
+    actions = ["ec2:RunInstances"]
+    resources = [
+      "arn:${local.partition}:ec2:${var.region}:${local.account_id}:*",
+      "arn:${local.partition}:ec2:${var.region}::image/*",
+      "arn:${local.partition}:ec2:${var.region}::snapshot/*",
+    ]
+  }
+
+  # The launcher tags an instance at launch (ray-cluster-name, which the next statement relies
+  # on), later only its own instances (node status).
+  statement {
+    sid       = "TagAtLaunch"
+    actions   = ["ec2:CreateTags"]
+    resources = ["arn:${local.partition}:ec2:${var.region}:${local.account_id}:instance/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:CreateAction"
+      values   = ["RunInstances"]
+    }
+  }
+
   statement {
     sid       = "ManageOwnWorkers"
-    actions   = ["ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"]
-    resources = ["*"]
+    actions   = ["ec2:CreateTags", "ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"]
+    resources = ["arn:${local.partition}:ec2:${var.region}:${local.account_id}:instance/*"]
 
     condition {
       test     = "StringEquals"

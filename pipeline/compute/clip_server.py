@@ -105,12 +105,15 @@ class ClipModelServer:
 
 
 def start_clip_server(settings: Settings):
-    """Start the shared clip-model actor (on a GPU when the cluster has one); None when off."""
+    """Start the shared clip-model actor; None when off. ``vision.device``: ``cuda`` always asks
+    for a GPU (an autoscaling cluster then starts a GPU node, so its GPU group can rest at zero
+    nodes); ``auto`` asks for one only when the cluster has one now; ``cpu`` never."""
     if not settings.vision.clip_model:
         return None
     import ray
 
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and settings.vision.device != "cpu" else 0
+    device = settings.vision.device
+    gpus = 1 if device == "cuda" or (device == "auto" and ray.cluster_resources().get("GPU", 0) >= 1) else 0
     actor = ray.remote(ClipModelServer).options(num_cpus=1, num_gpus=gpus, max_concurrency=256)
     return actor.remote(settings.to_dict())
 

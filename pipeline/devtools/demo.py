@@ -19,6 +19,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from pipeline.devtools.local_events import aws_connection_env, create_landing_queue, receive_trigger_events
 from pipeline.settings import ENV_PREFIX, Settings, load_settings
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
@@ -72,8 +73,9 @@ def init_airflow(home: Path, dags_folder: Path = DAGS_FOLDER) -> None:
     db.initdb()
 
 
-def run_dag(dag_id: str, dags_folder: Path = DAGS_FOLDER):
-    """Parse the DAG from the DAGs folder (as the scheduler would) and run it once with ``dag.test()``.
+def run_dag(dag_id: str, dags_folder: Path = DAGS_FOLDER, conf: dict | None = None):
+    """Parse the DAG from the DAGs folder (as the scheduler would) and run it once with ``dag.test()``
+    (``conf``: the run's parameters, as ``airflow dags trigger --conf``).
 
     Returns the finished DagRun.
     """
@@ -83,7 +85,7 @@ def run_dag(dag_id: str, dags_folder: Path = DAGS_FOLDER):
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.dags[dag_id]
-    return dag.test()
+    return dag.test(run_conf=conf)
 
 
 def task_result(dag_run, task_id: str):
@@ -144,6 +146,30 @@ def _upload_demo_inputs(settings: Settings, workdir: Path, n_calls: int, seed: i
           f"{len(video.tiles)} people on screen (one never speaks), consent to video analysis given")
     print(f"  bad inputs: {', '.join(sorted(bad))}")
     return [*(c.call_id for c in calls), video.call_id], [Path(name).stem for name in bad]
+
+
+def run_landing_from_queue(settings: Settings) -> dict:
+    """Receive the landing queue's notifications with the landing DAG's own watcher trigger, then
+    run the landing DAG with them (what the asset event would start). The register task's result,
+    or its skip reason."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pipeline.jobs.landing import trigger_messages
+
+    landing = DagBag(dag_folder=str(DAGS_FOLDER)).dags["callaffect_landing"]
+    (queue_asset,) = landing.timetable.asset_condition.objects
+    payloads = receive_trigger_events(queue_asset.watchers[0].trigger, idle_s=3)
+    messages = trigger_messages(payloads)
+    run = run_dag("callaffect_landing", conf={"messages": messages})
+    return {"messages": len(messages), "state": run.get_task_instance("register").state,
+            "registered": task_result(run, "register")}
+
+
+def print_landing(landing: dict) -> None:
+    registered = landing["registered"] or {"count": 0, "call_ids": []}
+    print(f"  {landing['messages']} queue message(s); register {landing['state']}: "
+          f"{registered['count']} recording(s) announced ({', '.join(registered['call_ids'])}). Recordings still "
+          "waiting for their metadata sidecar, and anything whose event was lost, are found by the nightly listing.")
 
 
 def print_report(report: dict, marts_path: str) -> None:
@@ -255,15 +281,21 @@ def run_demo(workdir: Path = Path("data/demo"), n_calls: int = 3, seed: int = 0)
             s3=dataclasses.replace(base.s3, endpoint_url=s3_server.endpoint_url),
             marts=dataclasses.replace(base.marts, duckdb_path=str(workdir / "marts" / "callaffect.duckdb")),
         )
-        # The DAG's tasks read their settings themselves, from this process's environment.
-        os.environ.update(settings_env(settings))
         client = object_store.s3_client(settings.s3)
         for bucket in (settings.s3.raw_bucket, settings.s3.curated_bucket):
             object_store.ensure_bucket(client, bucket)
-        print(f"  {s3_server.endpoint_url}: s3://{settings.s3.raw_bucket}, s3://{settings.s3.curated_bucket}")
+        # The raw bucket notifies a landing queue of each new object, as infra/terraform declares.
+        queue_url = create_landing_queue(settings)
+        settings = dataclasses.replace(settings, events=dataclasses.replace(settings.events, queue_url=queue_url, receive_wait_s=1))
+        # The DAG's tasks read their settings (and the AWS connection) from this process's environment.
+        os.environ.update(settings_env(settings) | aws_connection_env(settings))
+        print(f"  {s3_server.endpoint_url}: s3://{settings.s3.raw_bucket}, s3://{settings.s3.curated_bucket}, SQS {queue_url}")
 
         _step(f"Generating {n_calls} synthetic support call(s), a video call and bad inputs, uploading to s3://{settings.s3.raw_bucket}")
         good, bad = _upload_demo_inputs(settings, workdir, n_calls, seed)
+
+        _step("Landing: S3 notifications -> SQS -> the landing DAG's queue trigger (run here as the triggerer would) -> register")
+        print_landing(run_landing_from_queue(settings))
 
         _step(f"Running the nightly DAG with dag.test(): {len(good) + len(bad)} recordings analysed on a local Ray cluster")
         dag_run = run_dag(NIGHTLY_DAG)

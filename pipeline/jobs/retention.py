@@ -54,7 +54,7 @@ from pipeline.storage import object_store
 from pipeline.storage.curated import (
     MANIFESTS, SNIPPETS, CuratedStore, call_folder, manifest_key, parquet_bytes, parse_snippet_key,
 )
-from pipeline.storage.keys import failures_key, lease_key, parse_raw_key, retention_log_key
+from pipeline.storage.keys import failures_key, landing_key, lease_key, parse_raw_key, retention_log_key
 from pipeline.storage.reviews import REVIEWS, ReviewStore
 
 RAW_MEDIA, SNIPPET_AUDIO, UTTERANCE_TEXT, AFFECT_WINDOWS, AGGREGATES = (
@@ -236,7 +236,8 @@ class _Run:
                     self.delete_curated(AGGREGATES, "review_assignment", call_date, call_id, key, why, sha)
             s3 = self.settings.s3
             for kind, key in (("lease", lease_key(s3.ops_prefix, call_date, call_id)),
-                              ("failures", failures_key(s3.ops_prefix, call_date, call_id))):
+                              ("failures", failures_key(s3.ops_prefix, call_date, call_id)),
+                              ("landing", landing_key(s3.ops_prefix, call_date, call_id))):
                 if next(object_store.list_objects(self.client, s3.curated_bucket, key), None) is not None:
                     self.act(AGGREGATES, kind, call_date, call_id, s3.curated_bucket, key, why,
                              lambda key=key: object_store.delete_object(self.client, s3.curated_bucket, key),

@@ -4,6 +4,7 @@ and retention agree (the curated tables and manifests: pipeline.storage.curated)
 raw bucket:      <raw_prefix><YYYY-MM-DD>/<call_id>.<ext>   (+ optional <call_id>.json metadata)
 curated bucket:  <ops_prefix>leases/date=<d>/call_id=<id>.json       who is analysing the call now
                  <ops_prefix>failures/date=<d>/call_id=<id>.json     runs that failed to commit it
+                 <ops_prefix>landing/date=<d>/call_id=<id>.json      the call's recording was announced (pipeline.jobs.landing)
                  <ops_prefix>ignored/<sha1 of the raw key>.json       raw objects that are not recordings
                  <ops_prefix>retention/date=<d>/deletions-<time>.jsonl  what retention deleted
                  <ops_prefix>erasure/requests/<request_id>.json      erasure requests waiting (pipeline.jobs.erasure)
@@ -106,6 +107,10 @@ def lease_key(ops_prefix: str, call_date: str, call_id: str) -> str:
 
 def failures_key(ops_prefix: str, call_date: str, call_id: str) -> str:
     return f"{ops_prefix}failures/date={call_date}/call_id={call_id}.json"
+
+
+def landing_key(ops_prefix: str, call_date: str, call_id: str) -> str:
+    return f"{ops_prefix}landing/date={call_date}/call_id={call_id}.json"
 
 
 def ignored_key(ops_prefix: str, raw_key: str) -> str:

@@ -70,6 +70,11 @@ def s3_client(s3: S3Settings):
     return session.client("s3", endpoint_url=s3.endpoint_url, config=config)
 
 
+def aws_client(s3: S3Settings, service: str):
+    """A client of another AWS service (SQS) with the same credentials and endpoint as S3's."""
+    return _session(s3).client(service, endpoint_url=s3.endpoint_url)
+
+
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/key`` -> (bucket, key)."""
     parsed = urlparse(uri)

@@ -32,6 +32,10 @@ def test_demo_runs_one_call_and_bad_inputs_end_to_end(tmp_path):
     out = proc.stdout
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-4000:]
 
+    # Landing through the queue: the two good recordings (their sidecars are there) are announced;
+    # the bad inputs have no sidecar and wait for the nightly listing.
+    landing = re.search(r"(\d+) queue message\(s\); register success: 2 recording\(s\) announced \(([^)]*)\)", out)
+    assert landing and landing.group(2) == f"{CALL}, {VIDEO}" and int(landing.group(1)) >= 5
     # What a user reads: calls processed, quarantined with reasons, speakers, flags, the marts.
     assert re.search(r"Calls processed: 2 loaded into the marts, \d quarantined", out)
     assert re.search(rf"  {CALL}: \d+ s, 2 speakers: SPEAKER_\d+ \((agent|customer)", out)

@@ -27,7 +27,7 @@ from pipeline.schemas import TABLES
 from pipeline.settings import RetentionSettings, load_settings
 from pipeline.storage import object_store
 from pipeline.storage.curated import CuratedStore, snippet_key, table_key
-from pipeline.storage.keys import failures_key
+from pipeline.storage.keys import failures_key, landing_key
 from pipeline.storage.reviews import Assignment, Note, ReviewStore, Verdict
 
 NOW = datetime(2024, 4, 1, 12, 0, tzinfo=timezone.utc)  # 30 days back: 2024-03-02
@@ -233,6 +233,8 @@ def _setup_ages(settings) -> dict[str, str]:
     object_store.put_bytes(client, settings.s3.raw_bucket, f"{settings.s3.raw_prefix}{days['agg-raw']}/agg-raw.wav", b"media")
     object_store.put_bytes(client, settings.s3.curated_bucket,
                            failures_key(settings.s3.ops_prefix, days["agg-old"], "agg-old"), b'{"runs": []}')
+    object_store.put_bytes(client, settings.s3.curated_bucket,
+                           landing_key(settings.s3.ops_prefix, days["agg-old"], "agg-old"), b'{"key": "x"}')
     return days
 
 
@@ -300,8 +302,9 @@ def test_every_kind_goes_at_its_age_logged_once_each_and_nothing_else_changes(se
         assert {k for k, _, _ in by_call[call_id]} == {"snippets", "aggregates"}
     assert ("aggregates", "failures", "delete") in by_call["agg-old"]
     assert failures_key(ops, days["agg-old"], "agg-old") not in after
+    assert landing_key(ops, days["agg-old"], "agg-old") not in after
     assert {t for k, t, _ in by_call["agg-old"] if k == "aggregates"} == {
-        *TABLES, "manifest", "manifest_history", "review_verdict", "review_note", "review_assignment", "failures"}
+        *TABLES, "manifest", "manifest_history", "review_verdict", "review_note", "review_assignment", "failures", "landing"}
     # ... but not while the raw media is still there: only the narrower limits apply then.
     assert {k for k, _, _ in by_call["agg-raw"]} == {"snippets", "utterance_text", "affect_windows"}
     assert CuratedStore(settings).read_manifest(days["agg-raw"], "agg-raw").loadable
