@@ -209,6 +209,20 @@ class AffectWindow:
 
 
 @dataclass(frozen=True)
+class AffectQuarter:
+    """One speaker's fused affect over one quarter of the call (by window midpoint), summed so that
+    calls and days average exactly as their windows would: what the trends keep once retention
+    has deleted the windows."""
+
+    speaker: str
+    quarter: int  # 1..4
+    windows: int
+    weight_s: float  # sum of confidence x window length ("confidence-seconds")
+    valence: float | None  # weight_s-weighted means; None when weight_s is 0
+    arousal: float | None
+
+
+@dataclass(frozen=True)
 class Flag:
     """A customer-frustration segment for QA review: a probability, never a verdict."""
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 # 2: conversation_metrics; calls.non_talk_s, calls.overlap_s, calls.channel_layout
 # 3: face_tracks, face_affect; speaker_affect.face_valence, speaker_affect.face_arousal
 # 4: calls.agent_id, calls.queue; qa_flags.snippet_key
 # 5: audit.policy_rule, audit.consent; coaching_affect (agents' own affect, never in lead-facing marts)
+# 6: speaker_affect_quarters (the windows summed per call quarter: trends outlive the windows)
 
 CALLS = pa.schema(
     [
@@ -81,6 +82,22 @@ SPEAKER_AFFECT = pa.schema(
         ("modalities", pa.string()),  # comma-separated, e.g. "text,voice,face"
         ("face_valence", pa.float64()),  # from the speaker's linked face track(s), when any
         ("face_arousal", pa.float64()),
+    ]
+)
+
+# speaker_affect summed per speaker and quarter of the call (by window midpoint), weighted by
+# confidence x window length: retention deletes the windows after a year and keeps this for as long
+# as the call's other aggregates, so mart_daily_trends and mart_call_quarters do not lose their affect.
+SPEAKER_AFFECT_QUARTERS = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("speaker", pa.string()),
+        ("role", pa.string()),
+        ("quarter", pa.int32()),  # 1..4
+        ("windows", pa.int32()),
+        ("weight_s", pa.float64()),  # sum of confidence x window length
+        ("valence", pa.float64()),  # weighted means; null when weight_s is 0
+        ("arousal", pa.float64()),
     ]
 )
 
@@ -200,6 +217,7 @@ TABLES: dict[str, pa.Schema] = {
     "speaker_turns": SPEAKER_TURNS,
     "utterances": UTTERANCES,
     "speaker_affect": SPEAKER_AFFECT,
+    "speaker_affect_quarters": SPEAKER_AFFECT_QUARTERS,
     "qa_flags": QA_FLAGS,
     "stage_metrics": STAGE_METRICS,
     "audit": AUDIT,

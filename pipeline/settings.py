@@ -299,7 +299,7 @@ class RetentionSettings:
     # counts, times and scores stay.
     utterance_text_max_age_days: int = 180
     # speaker_affect, face_affect and coaching_affect windows are deleted; flags, conversation
-    # metrics and the call row stay.
+    # metrics, the call row and the per-quarter affect sums (speaker_affect_quarters) stay.
     affect_window_max_age_days: int = 365
     # Everything derived of the call goes (tables, snippets, review records, manifest).
     aggregate_max_age_days: int = 730

@@ -18,7 +18,8 @@ import pyarrow as pa
 from pyannote.core import Annotation, Segment
 
 from pipeline.manifest import CallManifest
-from pipeline.records import Utterance, Word
+from pipeline.records import AffectWindow, Utterance, Word
+from pipeline.stages.fusion import quarter_summary
 from pipeline.stages.inference_policy import CONSENT_KEY
 from pipeline.schemas import SCHEMA_VERSION, TABLES, to_table
 from pipeline.stages.text.conversation import conversation_metrics
@@ -222,8 +223,28 @@ def make_call_tables(
         "face_tracks": face_tracks,
         "face_affect": face_affect,
         "coaching_affect": [],
+        "speaker_affect_quarters": [],
     }
-    return {name: to_table(name, rows[name]) for name in TABLES}
+    tables = {name: to_table(name, rows[name]) for name in TABLES}
+    tables["speaker_affect_quarters"] = affect_quarters(tables)
+    return tables
+
+
+def affect_quarters(tables: dict[str, pa.Table]) -> pa.Table:
+    """speaker_affect_quarters as the analysis writes it, from the call's speaker_affect."""
+    [call] = tables["calls"].to_pylist()
+    rows = tables["speaker_affect"].to_pylist()
+    windows = [
+        AffectWindow(r["speaker"], r["start_s"], r["end_s"], r["valence"], r["arousal"], r["confidence"],
+                     r["text_valence"], r["voice_valence"], r["voice_arousal"], tuple(r["modalities"].split(",")))
+        for r in rows
+    ]
+    role = {r["speaker"]: r["role"] for r in rows}
+    return to_table("speaker_affect_quarters", [
+        {"call_id": call["call_id"], "speaker": q.speaker, "role": role[q.speaker], "quarter": q.quarter,
+         "windows": q.windows, "weight_s": q.weight_s, "valence": q.valence, "arousal": q.arousal}
+        for q in quarter_summary(windows, call["duration_s"])
+    ])
 
 
 _EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -30,7 +30,7 @@ from pipeline.records import (
 )
 from pipeline.call.snippets import ENCODER, ReviewSnippets
 from pipeline.schemas import to_table
-from pipeline.stages import flags
+from pipeline.stages import flags, fusion
 from pipeline.stages.contract import StageInfo
 from pipeline.stages.vision.face_branch import EMOTIONS
 from pipeline.storage.curated import snippet_key
@@ -129,6 +129,18 @@ def speaker_affect_rows(a: CallAnalysis, audience: str = "quality") -> list[dict
             "face_valence": w.face_valence, "face_arousal": w.face_arousal,
         }
         for w in a.affect if w.speaker in speakers
+    ]
+
+
+def speaker_affect_quarter_rows(a: CallAnalysis) -> list[dict]:
+    """The quality marts' windows (customers') summed per quarter of the call."""
+    speakers = a.policy.speakers(audience="quality")
+    windows = [w for w in a.affect if w.speaker in speakers]
+    return [
+        {"call_id": a.call_id, "speaker": q.speaker, "role": a.role_of(q.speaker), "quarter": q.quarter,
+         "windows": q.windows, "weight_s": q.weight_s, "valence": q.valence, "arousal": q.arousal}
+        # The rounded duration is the one dim_calls holds, which the marts' fallback divides by.
+        for q in fusion.quarter_summary(windows, round(a.duration_s, 3))
     ]
 
 
@@ -252,6 +264,7 @@ ROW_BUILDERS: dict[str, Callable[[CallAnalysis], list[dict]]] = {
     "speaker_turns": speaker_turn_rows,
     "utterances": utterance_rows,
     "speaker_affect": speaker_affect_rows,
+    "speaker_affect_quarters": speaker_affect_quarter_rows,
     "qa_flags": qa_flag_rows,
     "stage_metrics": stage_metric_rows,
     "audit": audit_rows,

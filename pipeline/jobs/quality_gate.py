@@ -28,7 +28,7 @@ from pipeline.storage.curated import CuratedStore, table_key
 
 SUITE_NAME = "callaffect_call_tables"
 # Bump when an expectation changes: manifests record which suite passed them.
-SUITE_VERSION = "2"  # 2: affect of customers only; audit.policy_rule; audit completeness
+SUITE_VERSION = "3"  # 2: affect of customers only; audit.policy_rule; audit completeness. 3: speaker_affect_quarters
 SUITE = f"{SUITE_NAME}@{SUITE_VERSION}"
 
 # Tables every committed ok call must have (audit is checked when present).
@@ -155,6 +155,15 @@ def _checks() -> dict[str, list[_Check]]:
             between("confidence", 0.0, 1.0),
             *timed(),
             unique("speaker", "start_s"),
+        ],
+        "speaker_affect_quarters": [
+            *speaker_keys(),
+            *customers_only(),
+            between("quarter", 1, 4),
+            between("windows", 1, None),
+            between("weight_s", 0.0, None),
+            *(between(c, -1.0, 1.0) for c in ("valence", "arousal")),
+            unique("speaker", "quarter"),
         ],
         "qa_flags": [
             *speaker_keys(),
@@ -326,6 +335,7 @@ def gate_call_tables(tables: dict[str, pa.Table]) -> GateResult:
     }
     for name, table in checkable.items():
         failures += suite.validate(name, _frame(table), parameters)
+    failures += quarters_match_windows(checkable)
     values, audited, unaudited = audit_completeness(checkable)
     if unaudited:
         failures.append(f"audit: {values - audited} of {values} affect values have no audit row of a performed "
@@ -355,6 +365,38 @@ def audit_completeness(tables: dict[str, pa.Table]) -> tuple[int, int, list[str]
         needed += [(row["speaker"] or f"face_track:{row['track_id']}", "face_expression") for row in tables["face_affect"].to_pylist()]
     missing = [f"{subject} {inference}" for subject, inference in needed if (subject, inference) not in performed]
     return len(needed), len(needed) - len(missing), sorted(set(missing))
+
+
+# Relative slack for sums of rounded float64 values, written and re-added in another order.
+_SUM_TOLERANCE = 1e-6
+
+
+def quarters_match_windows(tables: dict[str, pa.Table]) -> list[str]:
+    """Failures where speaker_affect_quarters does not sum to the call's speaker_affect windows
+    (window count, confidence-seconds, weighted valence and arousal, per speaker): the trends
+    read the quarters, the review app the windows, and both must tell the same story."""
+    if "speaker_affect_quarters" not in tables or "speaker_affect" not in tables:
+        return []
+    windows: dict[str, list[float]] = {}
+    for w in tables["speaker_affect"].to_pylist():
+        weight = w["confidence"] * (w["end_s"] - w["start_s"])
+        acc = windows.setdefault(w["speaker"], [0.0, 0.0, 0.0, 0.0])
+        for i, value in enumerate((1.0, weight, w["valence"] * weight, w["arousal"] * weight)):
+            acc[i] += value
+    quarters: dict[str, list[float]] = {}
+    for q in tables["speaker_affect_quarters"].to_pylist():
+        acc = quarters.setdefault(q["speaker"], [0.0, 0.0, 0.0, 0.0])
+        for i, value in enumerate((q["windows"], q["weight_s"], (q["valence"] or 0.0) * q["weight_s"],
+                                   (q["arousal"] or 0.0) * q["weight_s"])):
+            acc[i] += value
+    names = ("windows", "weight_s", "valence x weight_s", "arousal x weight_s")
+    failures = []
+    for speaker in sorted(windows.keys() | quarters.keys()):
+        got, want = quarters.get(speaker, [0.0] * 4), windows.get(speaker, [0.0] * 4)
+        differ = [n for n, g, e in zip(names, got, want) if not math.isclose(g, e, rel_tol=_SUM_TOLERANCE, abs_tol=_SUM_TOLERANCE)]
+        if differ:
+            failures.append(f"speaker_affect_quarters: {speaker}'s {', '.join(differ)} differ from the speaker_affect windows' sums")
+    return failures
 
 
 # --- committed calls ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ the call's date, enforced in one pass:
 | ``raw_media`` | ``raw_max_age_days`` | the recording and its metadata JSON (raw bucket) |
 | ``snippets`` | ``snippet_max_age_days`` | review audio (curated ``snippets/``) |
 | ``utterance_text`` | ``utterance_text_max_age_days`` | ``utterances.text`` set to null (the call's Parquet file is rewritten; word counts, times and scores stay); reviewers' notes deleted and verdict comments emptied, since both may quote the call |
-| ``affect_windows`` | ``affect_window_max_age_days`` | the call's ``speaker_affect``, ``face_affect`` and ``coaching_affect`` files (flags, conversation metrics and the call row stay) |
+| ``affect_windows`` | ``affect_window_max_age_days`` | the call's ``speaker_affect``, ``face_affect`` and ``coaching_affect`` files (flags, conversation metrics, the call row and ``speaker_affect_quarters``, which the trends read, stay) |
 | ``aggregates`` | ``aggregate_max_age_days`` | everything derived of the call: every table file, snippets, review records, its lease and failure records, and its manifest last (so it leaves every mart at the next rebuild) |
 
 No other column quotes words: ``qa_flags.evidence`` holds utterance ids and window counts,

@@ -149,17 +149,17 @@ def calls_section(con: duckdb.DuckDBPyConnection, start: date, end: date) -> Sec
 
 
 def valence_section(con: duckdb.DuckDBPyConnection, start: date, end: date) -> Section:
-    # The day's mean weights each customer window by confidence x length (as mart_daily_trends).
+    # The day's mean weights each customer window by confidence x length (as mart_daily_trends), from
+    # the per-quarter sums, which outlive the windows.
     # Windows of one call are not independent, so the standard error is the ratio estimator's
     # over calls: sqrt(n/(n-1) * sum_c (S_c - mean * W_c)^2) / sum_c W_c.
     days = _rows(con, """
         with per_call as (
-            select call_date, call_id, sum(confidence * duration_s) as weight,
-                   sum(valence * confidence * duration_s) as weighted
-            from fct_speaker_affect
+            select call_date, call_id, sum(weight_s) as weight, sum(valence * weight_s) as weighted
+            from fct_speaker_affect_quarters
             where role = 'customer' and call_date between ? and ?
             group by call_date, call_id
-            having sum(confidence * duration_s) > 0
+            having sum(weight_s) > 0
         ),
         per_day as (
             select call_date, count(*) as calls, sum(weighted) / sum(weight) as valence, sum(weight) as weight

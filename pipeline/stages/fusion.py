@@ -7,11 +7,12 @@ neutral" rather than as a confident extreme. Missing modalities are allowed.
 
 from __future__ import annotations
 
+import math
 
 from pyannote.core import Annotation, Segment
 
 from pipeline.settings import AffectSettings
-from pipeline.records import NO_FACE, AffectWindow, FaceEvidence, SpeakerWindow, TextValence, Utterance, VoiceArousal
+from pipeline.records import NO_FACE, AffectQuarter, AffectWindow, FaceEvidence, SpeakerWindow, TextValence, Utterance, VoiceArousal
 from pipeline.stages import contract
 
 PRIOR_WEIGHT = 0.25
@@ -106,6 +107,33 @@ def fuse(
             )
         )
     return out
+
+
+def quarter_of(start: float, end: float, duration_s: float) -> int:
+    """The quarter (1..4) of the call holding a window's midpoint; a midpoint on a boundary opens
+    the next quarter (as sql/facts/fct_speaker_affect_quarters.sql computes it for older calls)."""
+    return min(4, 1 + math.floor(4 * ((start + end) / 2) / duration_s))
+
+
+def quarter_summary(windows: list[AffectWindow], duration_s: float) -> list[AffectQuarter]:
+    """Each speaker's windows summed per quarter of the call, weighted by confidence x length."""
+    if duration_s <= 0:
+        return []
+    sums: dict[tuple[str, int], list[float]] = {}
+    for w in windows:
+        weight = w.confidence * (w.end - w.start)
+        acc = sums.setdefault((w.speaker, quarter_of(w.start, w.end, duration_s)), [0, 0.0, 0.0, 0.0])
+        acc[0] += 1
+        acc[1] += weight
+        acc[2] += w.valence * weight
+        acc[3] += w.arousal * weight
+    return [
+        AffectQuarter(
+            speaker=speaker, quarter=quarter, windows=int(n), weight_s=weight,
+            valence=valence / weight if weight > 0 else None, arousal=arousal / weight if weight > 0 else None,
+        )
+        for (speaker, quarter), (n, weight, valence, arousal) in sorted(sums.items())
+    ]
 
 
 STAGE = contract.Stage("fusion", backend=contract.fixed("python"), run=fuse)

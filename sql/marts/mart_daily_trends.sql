@@ -1,6 +1,7 @@
 -- mart_daily_trends: one row per call date.
--- customer_valence / customer_arousal: the customer's windows averaged with weight
--- confidence x window length, so confident, longer evidence counts more.
+-- customer_valence / customer_arousal: the customers' windows averaged with weight
+-- confidence x window length, so confident, longer evidence counts more (from
+-- fct_speaker_affect_quarters: still there after retention deleted the windows).
 -- frustrated_call_share: share of the day's calls with at least one customer frustration flag.
 -- flags_per_speech_hour: all flags per hour of detected speech (null when there was none).
 -- No agent columns: no emotion is inferred about agents (README "Lawful by default").
@@ -19,13 +20,13 @@ flags as (
     group by call_date
 ),
 affect as (
+    -- from the per-quarter sums, which outlive the windows (fct_speaker_affect_quarters)
     select
         call_date,
-        sum(valence * confidence * duration_s) filter (where role = 'customer')
-            / nullif(sum(confidence * duration_s) filter (where role = 'customer'), 0) as customer_valence,
-        sum(arousal * confidence * duration_s) filter (where role = 'customer')
-            / nullif(sum(confidence * duration_s) filter (where role = 'customer'), 0) as customer_arousal
-    from fct_speaker_affect
+        sum(valence * weight_s) / nullif(sum(weight_s), 0) as customer_valence,
+        sum(arousal * weight_s) / nullif(sum(weight_s), 0) as customer_arousal
+    from fct_speaker_affect_quarters
+    where role = 'customer'
     group by call_date
 )
 select

@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pytest
-from factories import curated_objects, make_call_tables, set_values, write_local
+from factories import affect_quarters, curated_objects, make_call_tables, set_values, write_local
 
 from pipeline.storage import object_store
 from pipeline.jobs.marts import SQL_DIR, MartsBuildError, build_marts, format_query, open_marts, sample_queries
@@ -336,8 +336,10 @@ def test_flag_precision_is_exact_on_known_verdicts(tmp_path):
     assert y25.flags_reviewed == 0 and pd.isna(y25.precision) and pd.isna(y25.brier_score)
 
 
-def _customer_arc(call_id: str, day: str, windows: list[tuple[str, float, float, float, float]]) -> dict[str, pa.Table]:
-    """An 80 s call whose speaker_affect is exactly ``windows``: (role, start, end, valence, confidence)."""
+def _customer_arc(call_id: str, day: str, windows: list[tuple[str, float, float, float, float]],
+                  quarters_written: bool = True) -> dict[str, pa.Table]:
+    """An 80 s call whose speaker_affect is exactly ``windows``: (role, start, end, valence, confidence),
+    with the speaker_affect_quarters the analysis writes, or none (a call from before schema 6)."""
     tables = make_call_tables(call_id, day, duration_s=80.0, seed=11, frustrated=False)
     template = tables["speaker_affect"].to_pylist()[0]
     speakers = {"agent": "SPEAKER_00", "customer": "SPEAKER_01"}
@@ -347,10 +349,15 @@ def _customer_arc(call_id: str, day: str, windows: list[tuple[str, float, float,
         for role, start, end, valence, confidence in windows
     ]
     tables["speaker_affect"] = pa.Table.from_pylist(rows, schema=tables["speaker_affect"].schema)
+    if quarters_written:
+        tables["speaker_affect_quarters"] = affect_quarters(tables)
+    else:
+        del tables["speaker_affect_quarters"]
     return tables
 
 
-def test_call_quarters_on_known_calls(tmp_path):
+@pytest.mark.parametrize("quarters_written", [True, False], ids=["quarters-written", "computed-from-windows"])
+def test_call_quarters_on_known_calls(tmp_path, quarters_written):
     turned = [  # quarters of the 80 s call: [0, 20) [20, 40) [40, 60) [60, 80]
         ("customer", 0.0, 5.0, -0.6, 0.5),
         ("customer", 10.0, 20.0, -0.2, 1.0),
@@ -361,13 +368,15 @@ def test_call_quarters_on_known_calls(tmp_path):
     ]
     worse = [("customer", 0.0, 5.0, 0.5, 0.9), ("customer", 40.0, 45.0, 0.0, 0.9), ("customer", 70.0, 80.0, -0.5, 0.6)]
     root = tmp_path / "curated"
-    write_local(root, curated_objects(_customer_arc("turned", "2024-05-01", turned), "turned", "2024-05-01", quality=PASSED))
-    write_local(root, curated_objects(_customer_arc("worse", "2024-05-01", worse), "worse", "2024-05-01", quality=PASSED))
+    for call_id, windows in (("turned", turned), ("worse", worse)):
+        tables = _customer_arc(call_id, "2024-05-01", windows, quarters_written)
+        write_local(root, curated_objects(tables, call_id, "2024-05-01", quality=PASSED))
     report = build_marts(Settings(), root, tmp_path / "m.duckdb")
 
     got = _df(report.path, "select * from mart_call_quarters order by call_id").set_index("call_id")
-    q1 = (-0.6 * 0.5 + -0.2 * 1.0) / 1.5
-    q4 = (0.4 * 0.5 + 0.1 * 0.25) / 0.75
+    # Weighted by confidence x window length, as the daily trends.
+    q1 = (-0.6 * 0.5 * 5 + -0.2 * 1.0 * 10) / (0.5 * 5 + 1.0 * 10)
+    q4 = (0.4 * 0.5 * 10 + 0.1 * 0.25 * 5) / (0.5 * 10 + 0.25 * 5)
     row = got.loc["turned"]
     assert [row.q1_valence, row.q2_valence, row.q4_valence] == pytest.approx([q1, 0.0, q4])
     assert pd.isna(row.q3_valence)  # only the agent spoke in the third quarter

@@ -116,6 +116,22 @@ VIOLATIONS = {
         lambda t, c: set_values(t, "role", {0: None}),
         "face_affect.role: 1 null values",
     ),
+    "quarter sums unlike the windows": (
+        "speaker_affect_quarters",
+        lambda t, c: set_values(t, "weight_s", {0: t.column("weight_s")[0].as_py() + 1.0}),
+        "speaker_affect_quarters: SPEAKER_01's weight_s, valence x weight_s, arousal x weight_s differ from the "
+        "speaker_affect windows' sums",
+    ),
+    "quarter out of range": (
+        "speaker_affect_quarters",
+        lambda t, c: set_values(t, "quarter", {0: 5}),
+        "speaker_affect_quarters.quarter: 1 values outside [1, 4]",
+    ),
+    "quarter about the agent": (
+        "speaker_affect_quarters",
+        lambda t, c: set_values(t, "role", {0: "agent"}),
+        "speaker_affect_quarters.role: 1 affect rows about a non-customer (inference policy)",
+    ),
     "missing column": ("speaker_affect", lambda t, c: t.drop_columns(["valence"]), "speaker_affect: missing columns valence"),
     "wrong type": (
         "qa_flags",
@@ -163,6 +179,7 @@ def test_missing_table_fails(call):
 
 def test_examples_show_the_bad_values(call):
     tables = {**call, "speaker_affect": set_values(call["speaker_affect"], "arousal", {2: 4.0})}
+    del tables["speaker_affect_quarters"]  # which would disagree with the changed window too
     (failure,) = gate_call_tables(tables).failures
     assert failure == "speaker_affect.arousal: 1 values outside [-1, 1] (e.g. 4)"
 

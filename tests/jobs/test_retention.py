@@ -294,6 +294,7 @@ def test_every_kind_goes_at_its_age_logged_once_each_and_nothing_else_changes(se
     assert _table(settings, "qa_flags", days["affect-old"], "affect-old").num_rows == 1
     assert _table(settings, "conversation_metrics", days["affect-old"], "affect-old").num_rows == 2
     assert _table(settings, "calls", days["affect-old"], "affect-old").num_rows == 1
+    assert _table(settings, "speaker_affect_quarters", days["affect-old"], "affect-old").num_rows > 0
 
     # 731 days: everything of the call goes, the manifest last; a quarantined call's too.
     for call_id in ("agg-old", "agg-quarantined"):
@@ -360,7 +361,7 @@ def test_rewriting_one_call_leaves_every_other_call_byte_identical(settings):
 
     assert {(r["call_id"], r["kind"]) for r in report.deleted if r["data_kind"] == "utterance_text"} == {
         ("words-old", "utterances"), ("words-old", "review_note"), ("words-old", "review_verdict")}
-    assert len(others) == 2 * 12 + 4  # two calls' tables and manifests, words-new's snippet and reviews
+    assert len(others) == 2 * (len(TABLES) + 1) + 4  # two calls' tables and manifests, words-new's snippet and reviews
     for key, data in others.items():
         assert object_store.get_bytes(client, settings.s3.curated_bucket, key) == data, key
 
@@ -394,10 +395,10 @@ def test_the_cli_prints_per_kind_counts_and_the_next_marts_build_drops_what_went
     assert cli.main(["retention"]) == cli.EXIT_OK
     out, err = capsys.readouterr()
     printed = json.loads(out)
-    # text-old: its snippet and its text; agg-old: 11 tables, a snippet, the manifest.
+    # text-old: its snippet and its text; agg-old: every table, a snippet, the manifest.
     assert printed["counts"] == {"raw_media": 0, "snippets": 2, "utterance_text": 1, "affect_windows": 0,
                                  "aggregates": len(TABLES) + 1}
-    assert "retention: raw_media 0, snippets 2, utterance_text 1, affect_windows 0, aggregates 12; 0 kept" in err
+    assert f"retention: raw_media 0, snippets 2, utterance_text 1, affect_windows 0, aggregates {len(TABLES) + 1}; 0 kept" in err
     assert "agg-old" not in err and "text-old" not in err  # counts only on the operator's line
 
     build_marts(settings)
@@ -408,3 +409,28 @@ def test_the_cli_prints_per_kind_counts_and_the_next_marts_build_drops_what_went
     assert texts["text-old"] == 0 and texts["recent"] > 0 and words["text-old"] > 0
     flags = dict(con.execute("select call_id, speaker_text from mart_qa_flags").fetchall())
     assert flags["text-old"] == "" and flags["recent"]
+
+
+def test_past_the_affect_window_limit_the_trends_keep_the_customers_affect(settings):
+    days = {call_id: _days_ago(age) for call_id, age in (("affect-old", 366), ("recent", 10))}
+    for call_id, day in days.items():
+        _commit(settings, call_id, day, reviews=False)
+    trends = "select call_date, calls, customer_valence, customer_arousal from mart_daily_trends order by call_date"
+    quarters = "select call_id, q1_valence, q2_valence, q3_valence, q4_valence from mart_call_quarters order by call_id"
+
+    def marts() -> tuple[list, list, dict]:
+        build_marts(settings)
+        con = open_marts(settings)
+        windows = dict(con.execute("select call_id, count(*) from fct_speaker_affect group by call_id").fetchall())
+        # Summed in another order once the windows are gone: equal to the last bits only.
+        trend_rows, quarter_rows = ([[round(v, 9) if isinstance(v, float) else v for v in row]
+                                     for row in con.execute(sql).fetchall()] for sql in (trends, quarters))
+        return trend_rows, quarter_rows, windows
+
+    trends_before, quarters_before, windows_before = marts()
+    assert windows_before.keys() == set(days) and all(v is not None for row in trends_before for v in row)
+    assert run_retention(settings, now=NOW).counts["affect_windows"] == len(AFFECT_TABLES)
+    trends_after, quarters_after, windows_after = marts()
+    assert windows_after.keys() == {"recent"}  # the old call's windows went ...
+    assert trends_after == trends_before  # ... its day's affect and its quarters stayed
+    assert quarters_after == quarters_before

@@ -29,6 +29,23 @@ def _window(start, valence, arousal, speaker="C", confidence=0.8):
     return AffectWindow(speaker, start, start + 5.0, valence, arousal, confidence, valence, None, arousal, ("text", "voice"))
 
 
+def test_quarter_summary_sums_each_speakers_windows_by_midpoint_weighted_by_confidence_seconds():
+    windows = [
+        AffectWindow("C", 0.0, 5.0, -0.6, 0.2, 0.5, None, None, 0.2, ("voice",)),
+        AffectWindow("C", 10.0, 20.0, -0.2, 0.4, 1.0, -0.2, None, 0.4, ("text", "voice")),
+        AffectWindow("C", 17.5, 22.5, 0.3, 0.0, 0.8, 0.3, None, 0.0, ("text", "voice")),  # midpoint 20: quarter 2
+        AffectWindow("D", 70.0, 75.0, 0.9, 0.9, 0.0, 0.9, None, 0.9, ("text", "voice")),  # no confidence
+    ]
+    got = {(q.speaker, q.quarter): q for q in fusion.quarter_summary(windows, 80.0)}
+    assert sorted(got) == [("C", 1), ("C", 2), ("D", 4)]
+    q1 = got["C", 1]
+    assert (q1.windows, q1.weight_s) == (2, 2.5 + 10.0)
+    assert q1.valence == (-0.6 * 2.5 + -0.2 * 10.0) / 12.5 and q1.arousal == (0.2 * 2.5 + 0.4 * 10.0) / 12.5
+    assert (got["C", 2].windows, got["C", 2].weight_s, got["C", 2].valence) == (1, 4.0, 0.3)
+    assert got["D", 4].weight_s == 0.0 and got["D", 4].valence is None and got["D", 4].arousal is None
+    assert fusion.quarter_summary(windows, 0.0) == []
+
+
 def test_frustration_flags_merge_filter_and_explain():
     s = FlagSettings(valence_max=-0.2, arousal_min=0.1, min_duration_s=4.0, merge_gap_s=3.0, min_confidence=0.3)
     windows = [
