@@ -76,7 +76,7 @@ variable "model_prefix" {
 variable "curated_tables" {
   description = "Table folders the pipeline writes under curated_prefix: keep equal to pipeline.schemas.TABLES (a new table needs a new entry, or its writes are denied)."
   type        = list(string)
-  default     = ["calls", "speaker_turns", "utterances", "speaker_affect", "qa_flags", "stage_metrics", "audit", "conversation_metrics", "face_tracks", "face_affect", "coaching_affect"]
+  default     = ["calls", "speaker_turns", "utterances", "speaker_affect", "speaker_affect_quarters", "qa_flags", "stage_metrics", "audit", "conversation_metrics", "face_tracks", "face_affect", "coaching_affect"]
 }
 
 # --- lifecycle -------------------------------------------------------------------------------
