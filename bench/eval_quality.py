@@ -100,10 +100,12 @@ def role_wer(stm: Path | str, vtt: Path | str, role: str, exclude=()):
 def plain_whisper_wer(audio: Path | str, stm: Path | str, channel: int, role: str, settings, exclude=()):
     """Word errors of Whisper run plainly on one channel: the model the pipeline's faster-whisper
     backend loads, its default ``transcribe`` (30 s seek, timestamps, no VAD filter), against
-    the STM lines of ``role`` (``exclude`` as in `role_wer`, on segment midpoints)."""
+    the STM lines of ``role`` (``exclude`` as in `role_wer`, on segment midpoints). Redacted as
+    the pipeline's transcripts are, so the two differ by transcription alone."""
     from pipeline.devtools.evaluation import load_stm, stm_text, word_error_counts
     from pipeline.storage.media import decode_audio
     from pipeline.stages.audio import transcription
+    from pipeline.stages.text.redaction import redact_text
 
     t = settings.transcription
     path = transcription.local_model_path(dataclasses.replace(t, backend="faster-whisper"))
@@ -111,6 +113,7 @@ def plain_whisper_wer(audio: Path | str, stm: Path | str, channel: int, role: st
     decoded = decode_audio(audio, sample_rate=transcription.SAMPLE_RATE)
     segments, _ = model.transcribe(decoded.channels[channel], language=t.language)
     hypothesis = " ".join(seg.text for seg in segments if _outside((seg.start + seg.end) / 2, (seg.start + seg.end) / 2 + 1e-6, exclude))
+    hypothesis, _ = redact_text(hypothesis, settings.redaction)
     entries = [e for e in load_stm(stm) if e.speaker == role and _outside(e.start, e.end, exclude)]
     return word_error_counts(stm_text(entries), hypothesis, f"{role} (plain Whisper)")
 

@@ -135,6 +135,9 @@ class RedactionSettings:
     phone_numbers: bool = True
     emails: bool = True
     dates_of_birth: bool = True
+    # People's names where a phrase introduces or addresses them ("my name is …", "Hello …,", "Mrs …"),
+    # then everywhere the call repeats them (pipeline.stages.text.person_names)
+    person_names: bool = True
     long_digit_runs: int = 6  # runs of this many digits or more (spoken or written); 0 = off
     silence_audio: bool = False  # also silence redacted spans in any derived audio snippet
 

@@ -70,7 +70,7 @@ def create_app(settings: Settings, marts_path: str | os.PathLike, store, curated
     app.state.store = store
     app.state.curated = curated
     app.state.accounts = AccountCache(store)
-    app.state.review_state = ReviewState(store)
+    app.state.review_state = ReviewState(store, redaction=settings.redaction)
     app.state.templates = TEMPLATES
     app.state.limiter = Limiter(key_func=get_remote_address)
     # Order: the session is read first (outermost), then CSRF is checked on every unsafe method.

@@ -11,12 +11,16 @@ import threading
 import time
 from collections import defaultdict
 
+from pipeline.settings import RedactionSettings
+from pipeline.stages.text.redaction import redact_text
 from pipeline.storage.reviews import Assignment, Note, ReviewStore, Verdict, ViewEvent, current_assignments
 
 
 class ReviewState:
-    def __init__(self, store: ReviewStore, refresh_s: float = 30.0):
+    def __init__(self, store: ReviewStore, refresh_s: float = 30.0, redaction: RedactionSettings | None = None):
         self._store = store
+        # Reviewers quote calls: their words go through the transcripts' redaction before they are kept.
+        self._redaction = redaction if redaction is not None else RedactionSettings()
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
         self._loaded_at = -float("inf")
@@ -69,6 +73,7 @@ class ReviewState:
     # --- writes: to the store first, then the index -------------------------------------------
 
     def add_verdict(self, flag: dict, reviewer: str, verdict: str, comment: str) -> None:
+        comment, _ = redact_text(comment, self._redaction)
         written = self._store.add_verdict(Verdict.new(flag["flag_id"], flag["call_id"], str(flag["call_date"]),
                                                       flag["rule_version"], reviewer, verdict, comment))
         self._fresh()
@@ -76,6 +81,7 @@ class ReviewState:
             self._verdicts.setdefault(written.flag_id, []).append(written)
 
     def add_note(self, call: dict, utterance_id: int, author: str, text: str) -> None:
+        text, _ = redact_text(text, self._redaction)
         self._store.add_note(Note.new(call["call_id"], str(call["call_date"]), utterance_id, author, text))
 
     def log_view(self, username: str, call_id: str) -> None:

@@ -58,9 +58,10 @@ def test_every_redacted_span_is_silent_in_the_snippet(pii_call, monkeypatch):
     result, given = _analyze(pii_call, monkeypatch, settings)
     planted = json.loads(pii_call.pii_path.read_text())["identifiers"]
     spans = given["redacted"]
-    assert len(spans) >= len(planted) and given["flags"]
-    # Each redacted span lies in the customer turn that read an identifier out.
-    assert all(any(p["start"] - 0.5 <= s.start and s.end <= p["end"] + 0.5 for p in planted) for s in spans)
+    identifiers = [s for s in spans if s.kind != "name"]  # names are said in turns of their own
+    assert len(identifiers) >= len(planted) and given["flags"]
+    # Each redacted identifier lies in the customer turn that read it out.
+    assert all(any(p["start"] - 0.5 <= s.start and s.end <= p["end"] + 0.5 for p in planted) for s in identifiers)
 
     flag_id = given["flags"][0].flag_id
     audio, rate = _decode(result.snippets[flag_id])

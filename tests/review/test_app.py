@@ -144,6 +144,21 @@ def test_a_verdict_shows_at_once_and_survives_a_restart_and_a_marts_rebuild(clie
     assert client.get("/queue").status_code == 200  # still answering on the new file
 
 
+def test_reviewers_notes_and_comments_are_kept_redacted(client, review_data):
+    _sign_in(client, "reviewer1")
+    call_id, flag_id = _a_flag(client)
+    quoted = "customer Mrs Okafor read her card 4111 1111 1111 1111 aloud"
+    assert client.post(f"/flags/{flag_id}/verdict", data={"verdict": "confirmed", "comment": quoted},
+                       headers=_csrf(client)).status_code == 303
+    assert client.post(f"/calls/{call_id}/notes", data={"utterance_id": "0", "text": quoted},
+                       headers=_csrf(client)).status_code == 303
+    settings, root, _ = review_data
+    store = ReviewStore(settings, root=str(root))
+    [verdict] = [v for v in store.verdicts() if v.flag_id == flag_id and v.verdict == "confirmed"]
+    [note] = [n for n in store.notes_of_call(verdict.call_date, call_id) if "aloud" in n.text]
+    assert verdict.comment == note.text == "customer Mrs [NAME] read her card [CARD_NUMBER] aloud"
+
+
 def test_the_call_view_shows_the_flag_the_transcript_and_the_plot_and_logs_the_view(client, review_data):
     _sign_in(client, "reviewer1")
     call_id, flag_id = _a_flag(client)

@@ -19,10 +19,11 @@ from datetime import date
 
 from pipeline.records import Utterance, Word
 from pipeline.settings import RedactionSettings
+from pipeline.stages.text.person_names import find_names
 
-CARD, DOB, EMAIL, PHONE, NUMBER = "card_number", "date_of_birth", "email", "phone", "number"
+CARD, DOB, EMAIL, PHONE, NUMBER, NAME = "card_number", "date_of_birth", "email", "phone", "number", "name"
 # When two detectors claim a word, the more specific kind names the placeholder.
-_PRIORITY = {NUMBER: 1, PHONE: 2, EMAIL: 3, DOB: 4, CARD: 5}
+_PRIORITY = {NAME: 0, NUMBER: 1, PHONE: 2, EMAIL: 3, DOB: 4, CARD: 5}
 
 # Parts of one identifier more than this far apart in time are not joined (people pause
 # between groups of a card number, but not for this long).
@@ -527,6 +528,10 @@ def label_words(utterances: list[Utterance], settings: RedactionSettings) -> lis
             hits += _dates_of_birth(s, answers=n_stream == 0)
             if n_stream == 0:
                 hits += _old_full_dates(s, date.today().year - _MIN_CALLER_AGE)
+        if settings.person_names and n_stream == 0:
+            ends = [a[0] != b[0] for a, b in zip(keys, keys[1:])] + [True]
+            speakers = [utterances[k].speaker for k, _ in keys]
+            hits += [(a, b, NAME) for a, b in find_names([w.text for w in s.words], ends, speakers)]
         for first, last, kind in hits:
             span = keys[first:last + 1]
             # The listener's "mm-hmm" between two groups of a number stays theirs.

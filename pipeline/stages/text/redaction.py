@@ -50,7 +50,8 @@ def redact_utterances(
     return redacted, spans
 
 
-_EMAIL_QUESTION = re.compile(r"\b(e-?mail|email address)\b", re.IGNORECASE)
+# Asked, not mentioned: "it will arrive by email today." "Good. And ..." is no address.
+_EMAIL_QUESTION = re.compile(r"[^.!?]*\b(e-?mail|email address)\b[^.!?]*\?", re.IGNORECASE)
 _EMAIL_ANSWER_MAX_WORDS = 15
 _EMAIL_ANSWER_MAX_GAP_S = 10.0
 _ANSWER_LEAD = {"it's", "its", "it", "is", "sure", "yes", "yeah", "okay", "ok", "so", "um", "uh", "that's", "my", "email"}
@@ -79,7 +80,7 @@ def _label_email_answers(utterances: list[Utterance], labels: list[list[str | No
 
 
 def redact_text(text: str, settings: RedactionSettings) -> tuple[str, list[str]]:
-    """Free text (notes, metadata) redacted the same way; the kinds found, in order."""
+    """Free text (reviewers' notes and verdict comments) redacted the same way; the kinds found, in order."""
     tokens = list(re.finditer(r"\S+", text))
     if not settings.enabled or not tokens:
         return text, []

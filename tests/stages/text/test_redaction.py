@@ -58,7 +58,7 @@ POSITIVE = [
     ("it's 555-123-4567.", "it's [PHONE]."),
     ("it's 555.123.4567 thanks", "it's [PHONE] thanks"),
     ("try +1 555 123 4567 after lunch", "try [PHONE] after lunch"),
-    ("the office is +44 20 7946 0958, ask for Sam", "the office is [PHONE], ask for Sam"),
+    ("the office is +44 20 7946 0958, ask for Sam", "the office is [PHONE], ask for [NAME]"),
     ("paris +33 1 42 68 53 00 today", "paris [PHONE] today"),
     ("dial 1-800-555-0199 now", "dial [PHONE] now"),
     ("it's 020 7946 0958 at home", "it's [PHONE] at home"),
@@ -560,6 +560,9 @@ def test_a_garbled_reply_to_an_email_question_is_redacted_but_other_replies_are_
     assert out[1].text == "It's [EMAIL]."  # trailing punctuation kept
     assert out[2].text == calls[2].text and out[3].text == calls[3].text
     assert {s.kind for s in spans} == {"email"}
+    # An e-mail mentioned, not asked for: the reply is no address.
+    told = [utt(0, "A", 0.0, "Your new bill will arrive by email today."), utt(1, "C", 4.0, "Good. And I do not pay the old one?")]
+    assert redact_utterances(told, RedactionSettings())[0] == told
 
 
 @pytest.mark.parametrize("text, kept", [
@@ -576,3 +579,57 @@ def test_full_dates_in_birth_years_are_redacted_without_a_cue(text, kept):
     assert (out == text) is kept, out
     if not kept:
         assert kinds == ["date_of_birth"] and not re.search(r"19\d\d", out)
+
+
+# ---------------------------------------------------------------- people's names
+
+@pytest.mark.parametrize("said, expected", [
+    ("Thank you for calling Blue Sky Bank, my name is Sam. How can I help?",
+     "Thank you for calling Blue Sky Bank, my name is [NAME]. How can I help?"),
+    ("Hello Daniel, this is Morgan from the security team.", "Hello [NAME], this is [NAME] from the security team."),
+    ("Hi, this is her husband, Tom.", "Hi, this is her husband, [NAME]."),
+    ("I spoke to Mrs O'Brien yesterday.", "I spoke to Mrs [NAME] yesterday."),
+    ("my name is Mary Anne Smith and I have a question", "my name is [NAME] and I have a question"),
+    ("Yes, it is under Daniel Cooper.", "Yes, it is under [NAME]."),
+    ("Thank you, Grace.", "Thank you, [NAME]."),
+    ("I'm Priya, calling about my bill.", "I'm [NAME], calling about my bill."),
+    ("Thank you for your patience, Daniel.", "Thank you for your patience, [NAME]."),
+])
+def test_names_introduced_or_addressed_become_placeholders(said, expected):
+    out, kinds = redact_text(said, ON)
+    assert out == expected and set(kinds) == {"name"}
+
+
+@pytest.mark.parametrize("said", [
+    "Thank you for calling Blue Sky Bank, how can I help?",
+    "This is ridiculous, I am furious!",
+    "It's Friday, and this is Summit Outdoor customer care.",
+    "I'm Sorry about that, Okay?",
+    "Good. And I do not need to pay the old one?",
+    "The parcel left our warehouse in Denver on Thursday.",
+    "Yes. Absolutely, thanks. Great work on that.",
+    "My name is on the account. This is important.",
+    "That's what it is. Nobody told me.",
+    "It arrives on Friday, Okay? Then the refund, Tuesday.",
+])
+def test_capitalised_words_that_no_phrase_marks_as_a_name_are_kept(said):
+    assert redact_text(said, ON) == (said, [])
+
+
+def test_a_name_found_once_is_redacted_wherever_the_call_repeats_it_and_answers_to_name_questions_too():
+    calls = [_spoken(0, "A", 0.0, "Thank you for calling, my name is Alex. May I have your full name, please?"),
+             _spoken(1, "C", 5.0, "Maria Lopez."),
+             _spoken(2, "C", 7.0, "Alex, the bill is wrong and Lopez is my married name."),
+             _spoken(3, "A", 12.0, "I see, Maria. Denver is where the account was opened?")]
+    out, spans = redact_utterances(calls, ON)
+    assert [u.text for u in out] == [
+        "Thank you for calling, my name is [NAME]. May I have your full name, please?",
+        "[NAME].",
+        "[NAME], the bill is wrong and [NAME] is my married name.",
+        "I see, [NAME]. Denver is where the account was opened?",
+    ]
+    assert {s.kind for s in spans} == {"name"} and len(spans) == 5
+    # Each placeholder keeps its words' times, so snippets can silence the name.
+    assert (spans[0].start, spans[0].end) == (calls[0].words[7].start, calls[0].words[7].end)
+    off = RedactionSettings(person_names=False)
+    assert redact_utterances(calls, off)[0] == calls
