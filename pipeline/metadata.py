@@ -1,8 +1,8 @@
 """The call metadata contract: the ``<call_id>.json`` sidecar of a recording (or ``--metadata``).
 
 Validated by pydantic in strict mode: types are checked, never coerced (``"false"`` is an
-error, not a boolean), unknown keys are errors that name the key, and size and nesting depth
-are bounded before anything is parsed into objects. A UTF-8 byte-order mark is tolerated.
+error, not a boolean), unknown keys are errors that name the key (when it looks like a field
+name), and size and nesting depth are bounded before anything is parsed into objects. A UTF-8 byte-order mark is tolerated.
 Invalid metadata quarantines the call with a reason naming the field, before any analysis.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
@@ -100,14 +101,27 @@ def _depth(value: object) -> int:
     return deepest
 
 
+# A key the contract does not know is the sender's text: the reason (kept in the manifest, the
+# marts and logs) names it only when it looks like a field name, never when it may be a value
+# such as a name, an e-mail or a number ("john.smith@...", "Maria Lopez", "callback_07700900123").
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+_DIGIT_RUN = re.compile(r"\d{3}")
+
+
+def _shown_key(key: str) -> str:
+    if _FIELD_NAME.match(key) and not _DIGIT_RUN.search(key):
+        return key
+    return f"<a {len(key)}-character key not shown>"
+
+
 def _describe(exc: ValidationError) -> str:
     first = exc.errors(include_url=False)[0]
     loc = [str(p) for p in first["loc"]]
     if loc[-1:] == ["[key]"]:  # a bad key of a mapping: name the key, not pydantic's marker
-        loc = [*loc[:-2], f"key {loc[-2]!r}"] if len(loc) > 2 else loc[:-1]
-    where = ".".join(loc) or "(top level)"
+        loc = [*loc[:-2], f"key {_shown_key(loc[-2])!r}"] if len(loc) > 2 else loc[:-1]
     if first["type"] == "extra_forbidden":
-        return f"unknown field {where!r}"
+        return f"unknown field {'.'.join([*loc[:-1], _shown_key(loc[-1])])!r}"
+    where = ".".join(loc) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{where}: {message}{more}"

@@ -65,6 +65,19 @@ HOSTILE_METADATA = {
 }
 
 
+@pytest.mark.parametrize("raw, shown, hidden", [
+    (b'{"consent": {}, "john.smith@example.com": "called twice"}', "unknown field '<a 22-character key not shown>'", "john"),
+    (b'{"callback_07700900123": true}', "unknown field '<a 20-character key not shown>'", "0770"),
+    (b'{"consent": {"Maria Lopez": true}}', "unknown field 'consent.<a 11-character key not shown>'", "Maria"),
+    (b'{"roles": {"Maria Lopez": "customer"}}', "roles.key '<a 11-character key not shown>'", "Maria"),
+    (b'{"customer_email": "x"}', "unknown field 'customer_email'", "@"),  # a field name is named
+])
+def test_a_key_that_may_hold_personal_data_is_not_echoed_in_the_reason(raw, shown, hidden):
+    with pytest.raises(call_metadata.MetadataError) as refused:
+        call_metadata.parse(raw)
+    assert shown in str(refused.value) and hidden not in str(refused.value), str(refused.value)
+
+
 @pytest.mark.parametrize("case", list(HOSTILE_METADATA))
 def test_hostile_metadata_is_refused_with_a_reason_naming_the_field(case):
     raw, names = HOSTILE_METADATA[case]
