@@ -85,7 +85,12 @@ def landed_since_previous_run(files: list[dict], **context: Any) -> bool:
     """check_fn of the landing S3KeySensor: has anything landed since the last successful run
     began? (Never run: anything at all.) What is pending is decided by the listing after it."""
     since = context.get("prev_start_date_success") or None  # a lazy proxy of None is not None
-    return any(since is None or f["LastModified"] >= since for f in files)
+    if since is None:
+        return bool(files)
+    # S3 times are whole seconds: an object put in the second the last run began, after it began,
+    # reads as older than that start. Such an object counts (the listing skips what is done).
+    since = since.replace(microsecond=0)
+    return any(f["LastModified"] >= since for f in files)
 
 
 def _announce(report) -> dict:

@@ -314,3 +314,7 @@ def test_landing_sensor_check_waits_for_objects_newer_than_the_last_successful_r
     assert landed_since_previous_run(files, prev_start_date_success=last) is False
     files.append({"Key": "recordings/2026-11-01/b.wav", "LastModified": datetime(2026, 11, 1, 12, 5, tzinfo=timezone.utc)})
     assert landed_since_previous_run(files, prev_start_date_success=last) is True
+    # Put 0.4 s after a run began at 12:07:00.6, S3 says 12:07:01 or 12:07:00 (whole seconds): it counts.
+    same_second = [{"Key": "recordings/2026-11-01/c.wav", "LastModified": datetime(2026, 11, 1, 12, 7, tzinfo=timezone.utc)}]
+    assert landed_since_previous_run(same_second, prev_start_date_success=last.replace(minute=7, microsecond=600_000))
+    assert landed_since_previous_run([], prev_start_date_success=None) is False
